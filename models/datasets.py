@@ -1,0 +1,88 @@
+"""The dataset catalog: ``datasets.yaml`` entries (name -> format, root, counts, licence).
+
+It lives on the ground floor because both ``synth`` (sources) and ``evalkit`` (benchmarks) read it.
+Roots are relative to ``TEXTSR_DATA`` (default ``~/textsr-data``) unless absolute; ``$VARS`` and
+``~`` are expanded. A user file (``--datasets FILE`` or ``TEXTSR_DATASETS``) adds or overrides
+entries of the project's ``datasets.yaml``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PROJECT_CATALOG = Path(__file__).resolve().parent.parent / "datasets.yaml"
+FORMATS = ("image-folder", "ctr-lmdb", "folder-labels")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used as asked; the message names dataset, path and the fix."""
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    format: str
+    root: str
+    count: int | None = None
+    licence: str = ""
+    description: str = ""
+    labels: str = ""                     # folder-labels: labels file relative to root
+    extra: dict = field(default_factory=dict)
+
+    def root_path(self) -> Path:
+        p = Path(os.path.expandvars(os.path.expanduser(self.root)))
+        if not p.is_absolute():
+            p = data_root() / p
+        return p
+
+    def require_root(self) -> Path:
+        p = self.root_path()
+        if not p.exists():
+            raise DatasetError(
+                f"dataset {self.name!r}: root {p} does not exist (set TEXTSR_DATA, currently "
+                f"{data_root()}, or give an absolute root in datasets.yaml / --datasets FILE)")
+        return p
+
+
+def data_root() -> Path:
+    return Path(os.path.expanduser(os.environ.get("TEXTSR_DATA", "~/textsr-data")))
+
+
+_KEYS = {"format", "root", "count", "licence", "description", "labels"}
+
+
+def _parse(path: Path) -> dict[str, DatasetEntry]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as e:
+        raise DatasetError(f"dataset catalog {path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise DatasetError(f"dataset catalog {path}: not valid YAML ({e})") from None
+    entries = data.get("datasets", {}) if isinstance(data, dict) else None
+    if not isinstance(entries, dict):
+        raise DatasetError(f"dataset catalog {path}: expected a top-level 'datasets:' mapping")
+    out = {}
+    for name, spec in entries.items():
+        if not isinstance(spec, dict) or "format" not in spec or "root" not in spec:
+            raise DatasetError(f"dataset catalog {path}: entry {name!r} needs at least 'format' and 'root'")
+        if spec["format"] not in FORMATS:
+            raise DatasetError(f"dataset catalog {path}: entry {name!r} has unknown format "
+                               f"{spec['format']!r} (known: {', '.join(FORMATS)})")
+        extra = {k: v for k, v in spec.items() if k not in _KEYS}
+        out[name] = DatasetEntry(name=name, extra=extra, **{k: v for k, v in spec.items() if k in _KEYS})
+    return out
+
+
+def load_catalog(user_file: str | os.PathLike | None = None) -> dict[str, DatasetEntry]:
+    """The project's catalog, overridden entry by entry by the user's file when given."""
+    cat = _parse(PROJECT_CATALOG) if PROJECT_CATALOG.is_file() else {}
+    user = user_file or os.environ.get("TEXTSR_DATASETS")
+    if user:
+        p = Path(user).expanduser()
+        if not p.is_file():
+            raise DatasetError(f"dataset catalog {p} does not exist (from --datasets / TEXTSR_DATASETS)")
+        cat.update(_parse(p))
+    return cat

@@ -1,0 +1,63 @@
+"""Fixture builders shared by tests: real photos, real fonts, datasets in published layouts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+def dejavu(size: int, bold: bool = True) -> ImageFont.FreeTypeFont:
+    import matplotlib
+
+    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
+    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), size)
+
+
+def word_crop(text: str, size: int = 40, fg=(20, 20, 20), bg=(235, 230, 220)) -> np.ndarray:
+    """A real rendered word crop (RGB uint8) with a few px of margin."""
+    font = dejavu(size)
+    x0, y0, x1, y1 = font.getbbox(text)
+    im = Image.new("RGB", (x1 - x0 + 16, y1 - y0 + 16), bg)
+    ImageDraw.Draw(im).text((8 - x0, 8 - y0), text, font=font, fill=fg)
+    return np.asarray(im).copy()
+
+
+def photo_with_text(text: str = "OPEN 24 HOURS") -> np.ndarray:
+    import skimage.data
+
+    img = Image.fromarray(skimage.data.astronaut())
+    d = ImageDraw.Draw(img)
+    d.rectangle([20, 380, 492, 470], fill=(250, 250, 250))
+    d.text((35, 392), text, font=dejavu(56), fill=(10, 10, 10))
+    return np.asarray(img).copy()
+
+
+def write_png(path: Path, img: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if img.ndim == 3:
+        img = img[:, :, ::-1] if img.shape[2] == 3 else img[:, :, [2, 1, 0, 3]]
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+def write_ctr_lmdb(root: Path, items: list[tuple[bytes, str]]) -> Path:
+    """CTR layout: num-samples, image-%09d (encoded bytes), label-%09d, 1-based."""
+    import lmdb
+
+    root.mkdir(parents=True, exist_ok=True)
+    env = lmdb.open(str(root), map_size=1 << 26)
+    with env.begin(write=True) as txn:
+        for i, (img, label) in enumerate(items, 1):
+            txn.put(f"image-{i:09d}".encode(), img)
+            txn.put(f"label-{i:09d}".encode(), label.encode("utf-8"))
+        txn.put(b"num-samples", str(len(items)).encode())
+    env.close()
+    return root
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", img[:, :, ::-1] if img.ndim == 3 else img)
+    assert ok
+    return buf.tobytes()
