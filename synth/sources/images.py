@@ -1,0 +1,243 @@
+"""Image sources for synth: where backgrounds and real text crops come from.
+
+A source is an indexable collection: ``len(src)``, ``src.item_id(i)`` (stable, JSON-friendly),
+``src.load(i)`` (encoded bytes or an RGB/grey array, decoded by ``synth.imageio``) and, for text
+crop sources, ``src.label(i)``. Listing is deterministic (sorted), so a (seed, key) pair draws the
+same item on every worker.
+"""
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from models.datasets import DatasetEntry, DatasetError, load_catalog
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+# scikit-image's bundled colour photos (no network needed) plus matplotlib's sample photo.
+SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina",
+                  "immunohistochemistry", "colorwheel", "stereo_motorcycle", "grace_hopper")
+
+
+class SkimagePhotos:
+    """The embedded default backgrounds: real colour photos shipped inside scikit-image/matplotlib."""
+
+    name = "skimage-photos"
+
+    def __init__(self, names: tuple[str, ...] = SKIMAGE_PHOTOS):
+        self.names = tuple(names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def item_id(self, i: int) -> str:
+        return f"skimage:{self.names[i]}"
+
+    def load(self, i: int):
+        name = self.names[i]
+        if name == "grace_hopper":
+            import matplotlib.cbook
+
+            with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+                return f.read()
+        import skimage.data
+
+        img = getattr(skimage.data, name)()
+        return img[0] if isinstance(img, tuple) else img  # stereo_motorcycle -> left view
+
+
+class ImageFolder:
+    """Every image file under ``root`` (recursive, sorted)."""
+
+    def __init__(self, root: Path, name: str = ""):
+        self.root = Path(root)
+        self.name = name or str(root)
+
+    @cached_property
+    def files(self) -> list[str]:
+        out = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for f in sorted(filenames):
+                if Path(f).suffix.lower() in IMAGE_EXTS:
+                    out.append(os.path.relpath(os.path.join(dirpath, f), self.root))
+        if not out:
+            raise DatasetError(f"image source {self.name!r}: no images ({', '.join(sorted(IMAGE_EXTS))}) under {self.root}")
+        return out
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def item_id(self, i: int) -> str:
+        return f"{self.name}:{self.files[i]}"
+
+    def load(self, i: int) -> bytes:
+        return (self.root / self.files[i]).read_bytes()
+
+
+class CtrLmdb:
+    """A text-crop LMDB in CTR's layout: ``num-samples``, ``image-%09d`` (encoded image bytes),
+    ``label-%09d`` (UTF-8), indices 1-based."""
+
+    def __init__(self, root: Path, name: str = ""):
+        self.root = Path(root)
+        self.name = name or str(root)
+        self._env = None
+        self._n = None
+
+    def _open(self):
+        if self._env is None:
+            import lmdb
+
+            try:
+                self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False,
+                                      meminit=False, max_readers=64)
+            except lmdb.Error as e:
+                raise DatasetError(f"CTR LMDB {self.name!r} at {self.root}: cannot open ({e})") from None
+            with self._env.begin() as txn:
+                raw = txn.get(b"num-samples")
+            if raw is None:
+                raise DatasetError(f"CTR LMDB {self.name!r} at {self.root}: no 'num-samples' key "
+                                   "(expected CTR layout: num-samples, image-%09d, label-%09d)")
+            self._n = int(raw.decode())
+        return self._env
+
+    def __getstate__(self):  # lmdb handles don't cross processes; reopen lazily
+        return {**self.__dict__, "_env": None}
+
+    def __len__(self) -> int:
+        self._open()
+        return self._n
+
+    def item_id(self, i: int) -> str:
+        return f"{self.name}:{i + 1:09d}"
+
+    def _get(self, key: str) -> bytes | None:
+        with self._open().begin() as txn:
+            return txn.get(key.encode())
+
+    def load(self, i: int) -> bytes:
+        return self._get(f"image-{i + 1:09d}") or b""
+
+    def label(self, i: int) -> str:
+        raw = self._get(f"label-{i + 1:09d}")
+        return raw.decode("utf-8", errors="replace").strip() if raw else ""
+
+
+class FolderLabels:
+    """Text crops in a folder plus a labels file, one ``relative/path<TAB>transcription`` per line
+    (a single space also separates when the line has no tab). Blank lines are ignored; a line with
+    no separator has an empty label (skipped and counted when drawn)."""
+
+    def __init__(self, root: Path, labels: str = "", name: str = ""):
+        self.root = Path(root)
+        self.labels_file = self.root / (labels or "labels.txt")
+        self.name = name or str(root)
+
+    @cached_property
+    def items(self) -> list[tuple[str, str]]:
+        if not self.labels_file.is_file():
+            raise DatasetError(f"text-crop source {self.name!r}: labels file {self.labels_file} does not exist")
+        out = []
+        for line in self.labels_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            sep = "\t" if "\t" in line else " "
+            path, _, label = line.partition(sep)
+            out.append((path.strip(), label.strip()))
+        return out
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def item_id(self, i: int) -> str:
+        return f"{self.name}:{self.items[i][0]}"
+
+    def load(self, i: int) -> bytes:
+        p = self.root / self.items[i][0]
+        return p.read_bytes() if p.is_file() else b""
+
+    def label(self, i: int) -> str:
+        return self.items[i][1]
+
+
+class SkimagePageLines:
+    """Embedded real text crops: the text lines of scikit-image's scanned ``page``, cut where the
+    OCR engine detects them and labelled with what it reads. Real printed glyphs on real paper
+    texture; the labels are OCR pseudo-labels, which the OCR filter then checks against the
+    segmented glyphs (lines read with low confidence are dropped here)."""
+
+    name = "skimage-page-lines"
+
+    def __init__(self, ocr, min_score: float = 0.9, margin: int = 3):
+        self.ocr = ocr
+        self.min_score = min_score
+        self.margin = margin
+
+    @cached_property
+    def items(self) -> list[tuple[np.ndarray, str]]:
+        import skimage.data
+
+        page = np.repeat(skimage.data.page()[:, :, None], 3, axis=2)
+        out = []
+        for line in self.ocr.readtext(page):
+            if line.score < self.min_score or not line.text.strip():
+                continue
+            x0, y0 = np.floor(line.polygon.min(0)).astype(int) - self.margin
+            x1, y1 = np.ceil(line.polygon.max(0)).astype(int) + self.margin
+            x0, y0 = max(x0, 0), max(y0, 0)
+            crop = page[y0:y1, x0:x1]
+            if crop.size:
+                out.append((np.ascontiguousarray(crop), line.text.strip()))
+        if not out:
+            raise DatasetError("skimage-page-lines: OCR found no text lines in skimage.data.page()")
+        return out
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def item_id(self, i: int) -> str:
+        return f"skimage-page:line{i:02d}"
+
+    def load(self, i: int) -> np.ndarray:
+        return self.items[i][0]
+
+    def label(self, i: int) -> str:
+        return self.items[i][1]
+
+
+def open_source(spec, *, catalog: dict[str, DatasetEntry] | None = None, ocr=None, want_labels: bool):
+    """A recipe ``SourceSpec`` -> a source object. Raises DatasetError for unknown names,
+    missing roots and formats that don't fit the role."""
+    if spec.name == "skimage-photos":
+        return SkimagePhotos()
+    if spec.name == "skimage-page-lines":
+        if ocr is None:
+            raise DatasetError("skimage-page-lines needs an OCR engine")
+        return SkimagePageLines(ocr)
+    if spec.path:
+        entry = DatasetEntry(name=spec.name or spec.path, format=spec.format or "image-folder",
+                             root=str(Path(spec.path).expanduser().resolve()), labels=spec.labels)
+    else:
+        catalog = catalog if catalog is not None else load_catalog()
+        if spec.name not in catalog:
+            import difflib
+
+            close = difflib.get_close_matches(spec.name, list(catalog) + ["skimage-photos", "skimage-page-lines"], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise DatasetError(f"unknown source {spec.name!r}{hint} (datasets.yaml names, "
+                               "skimage-photos, skimage-page-lines, or give path: and format:)")
+        entry = catalog[spec.name]
+    root = entry.require_root()
+    if want_labels and entry.format == "image-folder":
+        raise DatasetError(f"source {entry.name!r} is an image-folder; text crops need ctr-lmdb or folder-labels")
+    if entry.format == "image-folder":
+        return ImageFolder(root, entry.name)
+    if entry.format == "ctr-lmdb":
+        return CtrLmdb(root, entry.name)
+    if entry.format == "folder-labels":
+        return FolderLabels(root, entry.labels or spec.labels, entry.name)
+    raise DatasetError(f"source {entry.name!r}: unknown format {entry.format!r}")
