@@ -61,3 +61,18 @@ def png_bytes(img: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", img[:, :, ::-1] if img.ndim == 3 else img)
     assert ok
     return buf.tobytes()
+
+
+def background_folder_with_bad_inputs(bg: Path) -> Path:
+    """Three usable photos (one 16-bit) and one file of each kind a build must skip."""
+    import skimage.data
+
+    write_png(bg / "astronaut.png", skimage.data.astronaut()[:300, 100:420])
+    write_png(bg / "retina.png", cv2.resize(skimage.data.retina(), (320, 320), interpolation=cv2.INTER_AREA))
+    write_png(bg / "ihc.png", skimage.data.immunohistochemistry()[:280, :300])
+    write_png(bg / "deep16.png", skimage.data.rocket()[:300, :300].astype(np.uint16) * 257)
+    write_png(bg / "grey.png", skimage.data.camera())
+    write_png(bg / "small.png", skimage.data.chelsea()[:100, :100])
+    write_png(bg / "transparent.png", np.dstack([skimage.data.coffee()[:300, :300], np.full((300, 300), 128, np.uint8)]))
+    (bg / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    return bg

@@ -78,6 +78,9 @@ class ImageFolder:
         return (self.root / self.files[i]).read_bytes()
 
 
+_LMDB_ENVS: dict = {}
+
+
 class CtrLmdb:
     """A text-crop LMDB in CTR's layout: ``num-samples``, ``image-%09d`` (encoded image bytes),
     ``label-%09d`` (UTF-8), indices 1-based."""
@@ -92,9 +95,12 @@ class CtrLmdb:
         if self._env is None:
             import lmdb
 
-            try:
-                self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False,
-                                      meminit=False, max_readers=64)
+            try:  # lmdb allows one handle per environment and process: share it
+                key = str(self.root.resolve())
+                if key not in _LMDB_ENVS:
+                    _LMDB_ENVS[key] = lmdb.open(key, readonly=True, lock=False, readahead=False,
+                                                meminit=False, max_readers=64)
+                self._env = _LMDB_ENVS[key]
             except lmdb.Error as e:
                 raise DatasetError(f"CTR LMDB {self.name!r} at {self.root}: cannot open ({e})") from None
             with self._env.begin() as txn:
@@ -164,9 +170,44 @@ class FolderLabels:
         return self.items[i][1]
 
 
+def split_words(line: np.ndarray, label: str, margin: int = 3) -> list[tuple[np.ndarray, str]]:
+    """Cut a dark-on-light text line into word crops at its widest column gaps.
+
+    With n words the n−1 widest ink-free column runs are the word spaces, provided they are
+    clearly wider than every other gap (letter spacing); otherwise — or when the label and the
+    ink disagree — the whole line is returned, so a label never lands on the wrong pixels."""
+    import cv2
+
+    words = label.split()
+    if len(words) < 2:
+        return [(line, label)]
+    grey = cv2.cvtColor(line, cv2.COLOR_RGB2GRAY)
+    _, ink = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    h = ink.shape[0]
+    band = ink[h // 4: h - h // 4]  # the line's core rows: neighbouring lines intrude top and bottom
+    on = np.flatnonzero(band.sum(0) > 0)
+    if on.size == 0:
+        return [(line, label)]
+    steps = np.diff(on)
+    gaps = np.flatnonzero(steps > 1)                    # indices into `on` where a gap starts
+    if gaps.size < len(words) - 1:
+        return [(line, label)]
+    order = gaps[np.argsort(steps[gaps], kind="stable")[::-1]]
+    cut, rest = np.sort(order[:len(words) - 1]), order[len(words) - 1:]
+    widest_rest = steps[rest].max() if rest.size else 1
+    if steps[cut].min() < max(widest_rest + 2, 1.5 * widest_rest):
+        return [(line, label)]
+    starts = np.concatenate([[on[0]], on[cut + 1]])
+    ends = np.concatenate([on[cut], [on[-1]]]) + 1
+    w = line.shape[1]
+    return [(np.ascontiguousarray(line[:, max(0, a - margin):min(w, b + margin)]), word)
+            for a, b, word in zip(starts, ends, words)]
+
+
 class SkimagePageLines:
-    """Embedded real text crops: the text lines of scikit-image's scanned ``page``, cut where the
-    OCR engine detects them and labelled with what it reads. Real printed glyphs on real paper
+    """Embedded real text crops: the words of scikit-image's scanned ``page``, cut from the lines
+    the OCR engine detects and labelled with what it reads (whole lines where the word cut is
+    ambiguous). Real printed glyphs on real paper
     texture; the labels are OCR pseudo-labels, which the OCR filter then checks against the
     segmented glyphs (lines read with low confidence are dropped here)."""
 
@@ -191,7 +232,7 @@ class SkimagePageLines:
             x0, y0 = max(x0, 0), max(y0, 0)
             crop = page[y0:y1, x0:x1]
             if crop.size:
-                out.append((np.ascontiguousarray(crop), line.text.strip()))
+                out.extend(split_words(np.ascontiguousarray(crop), line.text.strip(), self.margin))
         if not out:
             raise DatasetError("skimage-page-lines: OCR found no text lines in skimage.data.page()")
         return out

@@ -1,0 +1,1 @@
+"""Scoring SR models and output folders on text-rich benchmarks (see issue #4)."""

@@ -1,0 +1,27 @@
+"""OCR engines behind one adapter (PP-OCR via RapidOCR's ONNX wheels; PaddleOCR optional).
+
+Nothing heavy is imported here: onnxruntime / rapidocr / paddleocr load only when an engine is built.
+"""
+from models.ocr.base import (
+    DEFAULT_OCR,
+    OCR_ENGINES,
+    OCREngine,
+    OCRLine,
+    check_rgb_image,
+    create_ocr,
+    list_ocr,
+)
+from models.ocr.textsim import levenshtein_ratio, normalize_text, text_similarity
+
+__all__ = [
+    "DEFAULT_OCR",
+    "OCR_ENGINES",
+    "OCREngine",
+    "OCRLine",
+    "check_rgb_image",
+    "create_ocr",
+    "levenshtein_ratio",
+    "list_ocr",
+    "normalize_text",
+    "text_similarity",
+]

@@ -1,0 +1,290 @@
+"""PP-OCR through RapidOCR's onnxruntime packages, from the ONNX files shipped inside the wheels.
+
+- ``rapidocr-ppocrv4``: ``rapidocr_onnxruntime`` 1.4.x, PP-OCRv4 det/rec + mobile-v2.0 cls
+  (Apache-2.0, https://github.com/RapidAI/RapidOCR).
+- ``rapidocr-ppocrv6``: ``rapidocr`` 3.x, PP-OCRv6-small det/rec + mobile-v2.0 cls, with explicit
+  model paths so the package never tries its model download.
+
+Detector size policy (``det_limit_side_len=960, det_limit_type="max"``). RapidOCR's default is
+``limit_type: min, limit_side_len: 736``: it *upsizes the short side to 736*, so a 64x1024 line
+(letterboxed to 256x1024 first) is detected at 736x2944: 1.3 s (v4) / 1.6 s (v6) on 2 threads,
+against 0.04 s / 0.13 s with our policy. We use PaddleOCR's classic server policy instead: shrink
+only when the long side exceeds 960, keep smaller images at native size (sides rounded to
+multiples of 32). Very small text (a few px tall) may then be missed; upscale such images yourself
+or pass ``det_limit_type="min"``. RapidOCR's own small-image safeguards stay: the short side is
+raised to 30 px, and images at most 30 px tall or wider than 8:1 are letterboxed. The detector
+sometimes reads a round object as one character (skimage's coffee cup as "O"/"8", depending on
+the scale).
+
+Threads: ``num_threads`` sets onnxruntime's intra-op threads of every session (det, cls, rec and
+the probability-map session); ``None`` leaves onnxruntime's default (all cores). Use 1 when several
+worker processes share the machine.
+
+Sessions are built lazily: ``detect_prob`` only loads the detector, ``recognize`` only the
+recogniser (v6) or the whole pipeline (v4, whose package loads det/cls/rec together).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from models.ocr.base import OCREngine, OCRLine, check_rgb_image
+
+# PaddleOCR trains its DB detectors on BGR images normalised with these ImageNet statistics
+# (``NormalizeImage`` in its det configs). RapidOCR's own preprocessing uses 0.5/0.5; both give
+# nearly the same map (checked on rendered text), we keep PaddleOCR's training convention.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _package_dir(package: str) -> Path:
+    """The installed folder of ``package`` without importing it (importing pulls onnxruntime)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"{package} is not installed; pip install {package.replace('_', '-')}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _existing(path: str | os.PathLike | None, default: Path, what: str) -> str:
+    p = Path(path).expanduser() if path is not None else default
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"{what} model {p} not found; pass an existing .onnx path"
+            + ("" if path is not None else " (the wheel's shipped model is missing: reinstall it)"))
+    return str(p)
+
+
+def _check_threads(num_threads: int | None) -> None:
+    if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+        raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
+
+
+def make_session(model_path: str, num_threads: int | None = None):
+    """An onnxruntime CPU session for ``model_path`` with ``num_threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if num_threads is not None:
+        opts.intra_op_num_threads = num_threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def det_input_size(h: int, w: int, limit_side_len: int, limit_type: str) -> tuple[int, int]:
+    """The detector input size ``(h, w)`` for an ``h x w`` image under PP-OCR's limit policy.
+
+    ``"max"``: shrink so the long side is at most ``limit_side_len``; ``"min"``: grow so the short
+    side is at least ``limit_side_len``. Sides are then rounded to multiples of 32 (at least 32).
+    """
+    if limit_type == "max":
+        ratio = min(1.0, limit_side_len / max(h, w))
+    elif limit_type == "min":
+        ratio = max(1.0, limit_side_len / min(h, w))
+    else:
+        raise ValueError(f"limit_type must be 'max' or 'min', got {limit_type!r}")
+    rh = max(32, round(h * ratio / 32) * 32)
+    rw = max(32, round(w * ratio / 32) * 32)
+    return rh, rw
+
+
+class _RapidOCRBase(OCREngine):
+    """Shared parts: input checks, the lazily built DB probability-map session, result packing."""
+
+    def __init__(self, det_model_path: str, num_threads: int | None, det_limit_side_len: int,
+                 det_limit_type: str, text_score: float, use_cls: bool):
+        _check_threads(num_threads)
+        if det_limit_type not in ("max", "min"):
+            raise ValueError(f"det_limit_type must be 'max' or 'min', got {det_limit_type!r}")
+        if det_limit_side_len < 32:
+            raise ValueError(f"det_limit_side_len must be >= 32, got {det_limit_side_len}")
+        self.num_threads = num_threads
+        self.det_limit_side_len = int(det_limit_side_len)
+        self.det_limit_type = det_limit_type
+        self.text_score = float(text_score)
+        self.use_cls = bool(use_cls)
+        self.det_model_path = det_model_path
+        self._det_session = None
+
+    def __getstate__(self) -> dict:
+        # onnxruntime sessions do not pickle; drop them so an engine can be shipped to worker
+        # processes (Ray, multiprocessing) and rebuild them lazily there.
+        state = self.__dict__.copy()
+        state["_det_session"] = None
+        state["_ocr"] = None
+        return state
+
+    # -- detection probability map -------------------------------------------------------------
+    def detect_prob(self, image: np.ndarray, limit_side_len: int | None = None,
+                    limit_type: str | None = None) -> np.ndarray:
+        """DB text-probability map, ``HxW float32`` in [0, 1], same size as ``image``.
+
+        The image goes in as BGR, ImageNet mean/std, resized to multiples of 32 under the engine's
+        detector limits (or the ``limit_side_len`` / ``limit_type`` given here); the map is resized
+        back bilinearly.
+        """
+        check_rgb_image(image)
+        h, w = image.shape[:2]
+        rh, rw = det_input_size(h, w, limit_side_len or self.det_limit_side_len,
+                                limit_type or self.det_limit_type)
+        x = cv2.resize(image[:, :, ::-1], (rw, rh), interpolation=cv2.INTER_LINEAR)
+        x = (x.astype(np.float32) / 255.0 - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+        x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+        if self._det_session is None:
+            self._det_session = make_session(self.det_model_path, self.num_threads)
+        sess = self._det_session
+        prob = sess.run(None, {sess.get_inputs()[0].name: x})[0][0, 0]
+        prob = cv2.resize(prob.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.clip(prob, 0.0, 1.0)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    def _bgr_crops(crops: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if isinstance(crops, np.ndarray) and crops.ndim == 3:
+            raise ValueError("recognize() takes a list of crops; wrap a single crop as [crop]")
+        out = []
+        for i, c in enumerate(crops):
+            check_rgb_image(c, f"crop {i}")
+            out.append(np.ascontiguousarray(c[:, :, ::-1]))
+        return out
+
+    @staticmethod
+    def _lines(boxes: Any, texts: Sequence[str], scores: Sequence[float]) -> list[OCRLine]:
+        lines = []
+        for box, text, score in zip(boxes, texts, scores):
+            poly = np.asarray(box, dtype=np.float32).reshape(4, 2)
+            lines.append(OCRLine(polygon=poly, text=str(text), score=float(score)))
+        return lines
+
+
+class RapidOCRv4Engine(_RapidOCRBase):
+    """PP-OCRv4 (zh+en) det/rec with the mobile-v2.0 180° classifier via ``rapidocr_onnxruntime``.
+
+    num_threads:        onnxruntime intra-op threads per session (None: onnxruntime default).
+    det_limit_side_len, det_limit_type: detector size policy, see the module docstring.
+    text_score:         lines recognised below this confidence are dropped by :meth:`readtext`.
+    use_cls:            run the 180° text-line classifier in :meth:`readtext`.
+    det_model_path, rec_model_path, cls_model_path: explicit ONNX files (default: the wheel's).
+    rec_keys_path:      character dictionary for a recogniser without one embedded in its metadata.
+    """
+
+    name = "rapidocr-ppocrv4"
+
+    def __init__(self, num_threads: int | None = None, det_limit_side_len: int = 960,
+                 det_limit_type: str = "max", text_score: float = 0.5, use_cls: bool = True,
+                 det_model_path: str | None = None, rec_model_path: str | None = None,
+                 cls_model_path: str | None = None, rec_keys_path: str | None = None):
+        models = _package_dir("rapidocr_onnxruntime") / "models"
+        det = _existing(det_model_path, models / "ch_PP-OCRv4_det_infer.onnx", "detection")
+        super().__init__(det, num_threads, det_limit_side_len, det_limit_type, text_score, use_cls)
+        self.rec_model_path = _existing(rec_model_path, models / "ch_PP-OCRv4_rec_infer.onnx",
+                                        "recognition")
+        self.cls_model_path = _existing(cls_model_path, models / "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+                                        "classification")
+        self.rec_keys_path = rec_keys_path
+        self._ocr = None
+
+    def _pipeline(self):
+        if self._ocr is None:
+            from rapidocr_onnxruntime import RapidOCR
+
+            threads = -1 if self.num_threads is None else self.num_threads
+            kw: dict[str, Any] = {
+                "intra_op_num_threads": threads,
+                "inter_op_num_threads": -1 if threads == -1 else 1,
+                "text_score": self.text_score, "use_cls": self.use_cls,
+                "det_model_path": self.det_model_path,
+                "det_limit_side_len": self.det_limit_side_len,
+                "det_limit_type": self.det_limit_type,
+                "rec_model_path": self.rec_model_path, "cls_model_path": self.cls_model_path}
+            if self.rec_keys_path is not None:
+                kw["rec_keys_path"] = self.rec_keys_path
+            self._ocr = RapidOCR(**kw)
+        return self._ocr
+
+    def readtext(self, image: np.ndarray) -> list[OCRLine]:
+        check_rgb_image(image)
+        result, _ = self._pipeline()(np.ascontiguousarray(image[:, :, ::-1]))
+        if not result:
+            return []
+        boxes, texts, scores = zip(*result)
+        return self._lines(boxes, texts, scores)
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        imgs = self._bgr_crops(crops)
+        if not imgs:
+            return []
+        res, _ = self._pipeline().text_rec(imgs, False)
+        return [(str(r[0]), float(r[1])) for r in res]
+
+
+class RapidOCRv6Engine(_RapidOCRBase):
+    """PP-OCRv6-small (multilingual zh/en/latin) det/rec + mobile-v2.0 classifier via ``rapidocr`` 3.x.
+
+    Same keyword arguments as :class:`RapidOCRv4Engine`. The models are passed to ``rapidocr`` by
+    explicit path, so it never reaches for its downloader.
+    """
+
+    name = "rapidocr-ppocrv6"
+
+    def __init__(self, num_threads: int | None = None, det_limit_side_len: int = 960,
+                 det_limit_type: str = "max", text_score: float = 0.5, use_cls: bool = True,
+                 det_model_path: str | None = None, rec_model_path: str | None = None,
+                 cls_model_path: str | None = None, rec_keys_path: str | None = None):
+        models = _package_dir("rapidocr") / "models"
+        det = _existing(det_model_path, models / "PP-OCRv6_det_small.onnx", "detection")
+        super().__init__(det, num_threads, det_limit_side_len, det_limit_type, text_score, use_cls)
+        self.rec_model_path = _existing(rec_model_path, models / "PP-OCRv6_rec_small.onnx",
+                                        "recognition")
+        self.cls_model_path = _existing(cls_model_path, models / "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+                                        "classification")
+        self.rec_keys_path = rec_keys_path
+        self._ocr = None
+
+    def _pipeline(self):
+        if self._ocr is None:
+            from rapidocr import RapidOCR
+
+            params: dict[str, Any] = {
+                "Global.log_level": "error",  # it warns on every image without text
+                "Global.text_score": self.text_score,
+                "Global.use_cls": self.use_cls,
+                "Det.model_path": self.det_model_path,
+                "Det.limit_side_len": self.det_limit_side_len,
+                "Det.limit_type": self.det_limit_type,
+                "Rec.model_path": self.rec_model_path,
+                "Cls.model_path": self.cls_model_path,
+            }
+            if self.num_threads is not None:
+                params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.num_threads
+                params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
+            if self.rec_keys_path is not None:
+                params["Rec.rec_keys_path"] = self.rec_keys_path
+            self._ocr = RapidOCR(params=params)
+        return self._ocr
+
+    def readtext(self, image: np.ndarray) -> list[OCRLine]:
+        check_rgb_image(image)
+        out = self._pipeline()(np.ascontiguousarray(image[:, :, ::-1]))
+        boxes = getattr(out, "boxes", None)
+        texts = getattr(out, "txts", None)
+        if boxes is None or texts is None or len(texts) == 0:
+            return []
+        return self._lines(boxes, texts, out.scores)
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        imgs = self._bgr_crops(crops)
+        if not imgs:
+            return []
+        from rapidocr.ch_ppocr_rec import TextRecInput
+
+        rec = self._pipeline()._load_rec_model()  # rapidocr 3.x builds its sessions lazily
+        out = rec(TextRecInput(img=imgs))
+        return [(str(t), float(s)) for t, s in zip(out.txts, out.scores)]

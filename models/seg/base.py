@@ -1,0 +1,42 @@
+"""The text segmenter interface and the segmenter registry.
+
+A text segmenter turns an RGB ``HxWx3 uint8`` image (a text crop or a whole scene) into a glyph
+mask: ``HxW uint8`` with glyph (stroke) pixels 255 and everything else 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from models.registry import Registry
+
+
+class TextSegmenter:
+    """Base class of the text segmenters; subclasses implement :meth:`segment`."""
+
+    name: str = "segmenter"
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        """RGB ``HxWx3 uint8`` image -> ``HxW uint8`` mask in {0, 255}, glyph pixels 255."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+SEGMENTERS = Registry("text segmenter", {
+    "ppocr-db-glyph": "models.seg.ppocr_db:PPOCRDBGlyphSegmenter",
+    "hi-sam": "models.seg.hisam:HiSAMSegmenter",
+    "sam-ts": "models.seg.hisam:SAMTSSegmenter",
+})
+
+DEFAULT_SEGMENTER = "ppocr-db-glyph"
+
+
+def create_segmenter(name: str = DEFAULT_SEGMENTER, **kwargs) -> TextSegmenter:
+    """Build the text segmenter registered as ``name`` with its constructor keyword arguments."""
+    return SEGMENTERS.create(name, **kwargs)
+
+
+def list_segmenters(pattern: str | None = None) -> list[str]:
+    """Registered segmenter names, optionally filtered by a glob ``pattern``."""
+    return SEGMENTERS.names(pattern)

@@ -1,0 +1,1 @@
+"""Runs synth and evalkit stages at scale; the only package that imports Ray."""

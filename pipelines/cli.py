@@ -1,0 +1,168 @@
+"""Command lines: ``synth`` (build, list, inspect, export) and ``evalkit`` (list).
+
+They live here, on the top floor, because ``synth build`` runs its stages on Ray and only
+``pipelines`` imports Ray. Usage errors (unknown recipe key, bad ``--set`` value, missing dataset
+root, unknown names) print one line and exit with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def _usage_errors() -> tuple[type, ...]:
+    from models.datasets import DatasetError
+    from models.registry import UnknownNameError
+    from models.weights import WeightsMissingError
+    from pipelines.build import BuildError
+    from synth.recipe import RecipeError
+
+    return (RecipeError, DatasetError, UnknownNameError, BuildError, WeightsMissingError,
+            FileNotFoundError, ValueError, KeyError)
+
+
+def _run(prog: str, fn, args) -> int:
+    try:
+        return fn(args) or 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; finished shards are kept — continue with --resume", file=sys.stderr)
+        return 130
+    except _usage_errors() as e:
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+# -- synth ---------------------------------------------------------------------------------------
+def _cmd_build(a) -> int:
+    from models.datasets import load_catalog
+    from pipelines.build import build
+    from pipelines.executors import LocalExecutor
+    from synth.factory import check_recipe
+    from synth.recipe import load_recipe
+
+    recipe = load_recipe(a.recipe, a.set)
+    catalog = load_catalog(a.datasets)
+    check_recipe(recipe, catalog)
+    if a.executor == "local":
+        ex = LocalExecutor(recipe, catalog=catalog, num_threads=a.threads)
+    else:
+        from pipelines.ray_executor import RayExecutor
+
+        ex = RayExecutor(recipe, catalog=catalog, workers=a.workers, address=a.address,
+                         num_threads=a.threads or 1)
+    m = build(recipe, a.out, a.num, executor=ex, resume=a.resume, overwrite=a.overwrite,
+              chunk=a.chunk, progress=not a.no_progress)
+    c = m["counts"]
+    print(f"wrote {c['kept']} samples in {len(m['shards'])} shard(s) to {Path(a.out) / 'shards'}; "
+          f"manifest {Path(a.out) / 'manifest.json'}")
+    if c["failed"]:
+        print(f"{c['failed']} sample key(s) failed every attempt (listed in the manifest)", file=sys.stderr)
+    return 0
+
+
+def _cmd_list(a) -> int:
+    from models.ocr import list_ocr
+    from models.seg import list_segmenters
+    from models.sr import list_sr
+    from synth.degrade import PRESETS
+    from synth.recipe import list_recipes
+
+    stages = ["background (text-free HR crops, OCR-rejected if text)", "render (wordfreq + fonts)",
+              "crop-source (CTR LMDB / folder+labels / skimage page lines)", "segment", "ocr-filter",
+              "upscale", "paste", "degrade", "write (webdataset shards)"]
+    for title, items in (("recipes", list_recipes()), ("stages", stages), ("ocr engines", list_ocr()),
+                         ("segmenters", list_segmenters()), ("degradation presets", sorted(PRESETS)),
+                         ("upscale models", list_sr())):
+        print(f"{title}:")
+        for it in items:
+            print(f"  {it}")
+    return 0
+
+
+def _cmd_inspect(a) -> int:
+    from synth.inspect import contact_sheet, summary_lines
+
+    for line in summary_lines(Path(a.out)):
+        print(line)
+    png = contact_sheet(Path(a.out), Path(a.png) if a.png else Path(a.out) / "contact_sheet.png", n=a.n)
+    print(f"contact sheet: {png}")
+    return 0
+
+
+def _cmd_export(a) -> int:
+    from synth.export import export
+
+    dest, n = export(Path(a.out), a.layout, Path(a.dest) if a.dest else None)
+    print(f"exported {n} samples to {dest} ({a.layout} layout)")
+    return 0
+
+
+def synth_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="synth", description="Build synthetic text-aware SR corpora.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build a corpus as webdataset shards")
+    b.add_argument("--recipe", default="ftsr", help="built-in recipe name or a YAML file (default ftsr)")
+    b.add_argument("--num", type=int, required=True, help="number of samples")
+    b.add_argument("--out", required=True, help="output directory (shards/, manifest.json)")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. --set degrade.scale=8 (repeatable)")
+    b.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1), help="Ray workers (default: CPU count)")
+    b.add_argument("--address", default=None, help="join an existing Ray cluster (e.g. ray://host:10001 or host:6379)")
+    b.add_argument("--executor", choices=("ray", "local"), default="ray",
+                   help="ray (default; local Ray unless --address) or local (this process, no Ray)")
+    b.add_argument("--threads", type=int, default=None, help="threads per worker for OpenCV/onnxruntime (Ray default 1)")
+    b.add_argument("--chunk", type=int, default=4, help="samples per task")
+    b.add_argument("--datasets", default=None, help="extra datasets.yaml (adds/overrides entries)")
+    b.add_argument("--resume", action="store_true", help="continue an interrupted build in --out")
+    b.add_argument("--overwrite", action="store_true", help="replace a previous build in --out")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(fn=_cmd_build)
+    sub.add_parser("list", help="recipes, stages, engines, presets").set_defaults(fn=_cmd_list)
+    i = sub.add_parser("inspect", help="counts and a contact sheet of a build")
+    i.add_argument("out")
+    i.add_argument("--png", default=None, help="contact sheet path (default <out>/contact_sheet.png)")
+    i.add_argument("-n", type=int, default=8, help="samples on the sheet")
+    i.set_defaults(fn=_cmd_inspect)
+    e = sub.add_parser("export", help="write a build in another project's folder layout")
+    e.add_argument("out")
+    e.add_argument("--layout", required=True, choices=("tadisr",))
+    e.add_argument("--dest", default=None, help="destination (default <out>/<layout>)")
+    e.set_defaults(fn=_cmd_export)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return _run("synth", a.fn, a)
+
+
+# -- evalkit -------------------------------------------------------------------------------------
+def _cmd_elist(a) -> int:
+    from models.ocr import list_ocr
+    from models.seg import list_segmenters
+    from models.sr import list_sr
+
+    for title, items in (("sr models", list_sr()), ("ocr engines", list_ocr()), ("segmenters", list_segmenters())):
+        print(f"{title}:")
+        for it in items:
+            print(f"  {it}")
+    return 0
+
+
+def evalkit_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="evalkit", description="Score SR models and outputs on text-rich benchmarks.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="registered SR models, OCR engines, segmenters").set_defaults(fn=_cmd_elist)
+    a = p.parse_args(argv)
+    return _run("evalkit", a.fn, a)
+
+
+def main_synth() -> None:
+    sys.exit(synth_main())
+
+
+def main_evalkit() -> None:
+    sys.exit(evalkit_main())

@@ -1,0 +1,72 @@
+"""The Ray adapter: a pool of actors, each holding one set-up ``SampleFactory``.
+
+A local Ray is started by default (no dashboard, a small object store); ``address`` joins an
+existing cluster (``ray start --head`` elsewhere), in which case every node needs this package
+installed and the datasets at the same paths (TEXTSR_DATA is forwarded). Results travel back to
+the driver, which writes the shards, so workers need no shared filesystem.
+"""
+from __future__ import annotations
+
+import os
+
+import ray
+
+from synth.factory import SampleFactory
+
+
+class _Worker:
+    def __init__(self, recipe, catalog, num_threads):
+        self.factory = SampleFactory(recipe, catalog=catalog, num_threads=num_threads).setup()
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, indices):
+        return [self.factory.make(i) for i in indices]
+
+
+class RayExecutor:
+    def __init__(self, recipe, catalog=None, workers: int = 2, address: str | None = None,
+                 num_threads: int = 1, per_worker_queue: int = 2):
+        self.recipe, self.catalog = recipe, catalog
+        self.workers, self.address, self.num_threads = workers, address, num_threads
+        self.capacity = workers * per_worker_queue
+        self._started_ray = False
+        self._pending = {}          # ObjectRef -> (tag, actor index)
+        self._load = []
+
+    def start(self) -> None:
+        env = {k: os.environ[k] for k in ("TEXTSR_DATA", "TEXTSR_WEIGHTS", "TEXTSR_DATASETS") if k in os.environ}
+        env["OMP_NUM_THREADS"] = str(self.num_threads)
+        if not ray.is_initialized():
+            kw = dict(runtime_env={"env_vars": env}, log_to_driver=False)
+            if self.address:
+                ray.init(address=self.address, logging_level="WARNING", **kw)
+            else:  # our own single-machine Ray: its start-up notices are noise above the bar
+                ray.init(num_cpus=self.workers, include_dashboard=False, logging_level="ERROR",
+                         object_store_memory=200 * 1024 * 1024, **kw)
+            self._started_ray = True
+        actor = ray.remote(num_cpus=1)(_Worker)
+        self.actors = [actor.remote(self.recipe, self.catalog, self.num_threads) for _ in range(self.workers)]
+        self._load = [0] * self.workers
+        ray.get([a.ready.remote() for a in self.actors])  # surface set-up errors now
+
+    def submit(self, tag, indices) -> None:
+        k = min(range(self.workers), key=self._load.__getitem__)
+        ref = self.actors[k].run.remote(list(indices))
+        self._pending[ref] = (tag, k)
+        self._load[k] += 1
+
+    def next_done(self):
+        [ref], _ = ray.wait(list(self._pending), num_returns=1)
+        tag, k = self._pending.pop(ref)
+        self._load[k] -= 1
+        return tag, ray.get(ref)
+
+    def close(self) -> None:
+        for a in getattr(self, "actors", []):
+            ray.kill(a)
+        self.actors = []
+        if self._started_ray:
+            ray.shutdown()
+            self._started_ray = False

@@ -1,0 +1,79 @@
+"""``synth export``: corpus shards -> other projects' folder layouts."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from synth.shards import read_manifest
+
+LAYOUTS = ("tadisr",)
+
+
+def iter_samples(out: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {field: bytes}) for every sample of a build, in shard and key order, read with the
+    standard library (webdataset reads the same files)."""
+    out = Path(out)
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise FileNotFoundError(f"{out}: no manifest.json — not a synth build output directory")
+    for s in manifest["shards"]:
+        with tarfile.open(out / s["file"]) as tar:
+            key, fields = None, {}
+            for m in tar:
+                k, _, field = m.name.partition(".")
+                if key is not None and k != key:
+                    yield key, fields
+                    fields = {}
+                key = k
+                fields[field] = tar.extractfile(m).read()
+            if key is not None:
+                yield key, fields
+
+
+def _decode(data: bytes, flags=cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
+def export_tadisr(out: Path, dest: Path) -> int:
+    """TADiSR's loader layout: ``gt/NNNNNNN.png`` (HR), ``sr_bicubic/NNNNNNN.png`` (LR
+    bicubic-upsampled to the HR size, OpenCV bicubic), ``mask/NNNNNNN.png`` (grey 0/255), 7-digit
+    1-based names in shard order; ``index.jsonl`` maps each number to its key and texts."""
+    dest = Path(dest)
+    for d in ("gt", "sr_bicubic", "mask"):
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(dest / "index.jsonl", "w", encoding="utf-8") as index:
+        for key, f in iter_samples(out):
+            n += 1
+            name = f"{n:07d}.png"
+            hr = _decode(f["hr.png"])
+            lr = _decode(f["lr.png"])
+            up = cv2.resize(lr, (hr.shape[1], hr.shape[0]), interpolation=cv2.INTER_CUBIC)
+            (dest / "gt" / name).write_bytes(f["hr.png"])
+            cv2.imwrite(str(dest / "sr_bicubic" / name), up)
+            (dest / "mask" / name).write_bytes(f["mask.png"])
+            meta = json.loads(f["json"])
+            index.write(json.dumps({"file": name, "key": key, "texts": [t["text"] for t in meta["texts"]]},
+                                   ensure_ascii=False) + "\n")
+    return n
+
+
+def export(out: Path, layout: str, dest: Path | None = None) -> tuple[Path, int]:
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown export layout {layout!r} (known: {', '.join(LAYOUTS)})")
+    dest = Path(dest) if dest else Path(out) / layout
+    return dest, export_tadisr(Path(out), dest)
+
+
+def read_sample_images(fields: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(hr RGB, lr RGB, mask, meta) from one sample's fields."""
+    hr = _decode(fields["hr.png"], cv2.IMREAD_COLOR)[:, :, ::-1]
+    lr = _decode(fields["lr.png"], cv2.IMREAD_COLOR)[:, :, ::-1]
+    mask = _decode(fields["mask.png"], cv2.IMREAD_GRAYSCALE)
+    return hr, lr, mask, json.loads(io.BytesIO(fields["json"]).read())

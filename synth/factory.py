@@ -1,0 +1,206 @@
+"""Makes one training sample from its index: the whole FTSR recipe for a single key.
+
+``SampleFactory.make(i)`` is a pure function of (recipe, i): its randomness is an
+``np.random.Generator`` seeded by (recipe seed, i, attempt), and every cache it keeps holds
+verdicts that depend on the cached item alone. So the same recipe gives byte-identical samples on
+any number of workers, in any order, and a resumed build regenerates exactly what was lost.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, OrderedDict
+from dataclasses import asdict, dataclass, field, fields
+
+import cv2
+import numpy as np
+
+from synth.imageio import decode_image, encode_png
+from synth.recipe import Recipe
+from synth.types import Rejected, TextPatch
+
+CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def sample_key(recipe: Recipe, index: int) -> str:
+    return f"{recipe.name}-{index:09d}"  # no dots: webdataset splits keys at dots
+
+
+@dataclass
+class SampleResult:
+    key: str
+    index: int
+    members: dict[str, bytes] | None          # None when every attempt was rejected
+    counts: Counter = field(default_factory=Counter)   # "stage/reason" -> n, plus "kept"
+    examples: dict[str, str] = field(default_factory=dict)  # "stage/reason" -> one detail line
+
+
+class SampleFactory:
+    """Holds the set-up stages of one worker. ``setup()`` loads models once; ``make(i)`` builds."""
+
+    def __init__(self, recipe: Recipe, catalog=None, num_threads: int | None = None):
+        self.recipe = recipe
+        self.recipe_hash = recipe.hash()
+        self.catalog = catalog
+        self.num_threads = num_threads
+        self._ready = False
+        self._crop_cache: OrderedDict[str, object] = OrderedDict()
+
+    # -- set-up ------------------------------------------------------------------------------
+    def setup(self) -> "SampleFactory":
+        if self._ready:
+            return self
+        from models.ocr import create_ocr
+        from models.seg import create_segmenter
+        from synth.sources.images import open_source
+        from synth.sources.rendered import RenderConfig, TextRenderer
+        from synth.stages.background import BackgroundStage
+        from synth.stages.degrade import DegradeStage
+        from synth.stages.ocr_filter import OCRFilterStage
+        from synth.stages.paste import PasteStage
+        from synth.stages.segment import SegmentStage
+        from synth.stages.upscale import UpscaleStage
+
+        r = self.recipe
+        if self.num_threads:
+            cv2.setNumThreads(self.num_threads)
+        self.degrade = DegradeStage(r.degrade)
+        if r.backgrounds.hr_size % r.degrade.scale:
+            raise ValueError(f"backgrounds.hr_size {r.backgrounds.hr_size} is not divisible by degrade.scale {r.degrade.scale}")
+        self.ocr = create_ocr(r.ocr_engine, num_threads=self.num_threads)
+        bg_sources = [(s.weight, open_source(s, catalog=self.catalog, want_labels=False)) for s in r.backgrounds.sources]
+        self.background = BackgroundStage(r.backgrounds, bg_sources, ocr=self.ocr)
+        self.background.setup()
+        rc = r.text.rendered
+        known = {f.name for f in fields(RenderConfig)}
+        self.renderer = TextRenderer(RenderConfig(**{k: v for k, v in asdict(rc).items() if k in known}))
+        self.renderer.setup()
+        self.crop_sources = []
+        if r.text.rendered_prob < 1.0 and r.text.crops.sources:
+            self.crop_sources = [(s.weight, open_source(s, catalog=self.catalog, ocr=self.ocr, want_labels=True))
+                                 for s in r.text.crops.sources]
+            for _, s in self.crop_sources:
+                len(s)
+            self.segment = SegmentStage(create_segmenter(r.segmenter, engine=self.ocr),
+                                        min_mask_fraction=r.text.crops.min_mask_fraction)
+            self.ocr_filter = OCRFilterStage(r.text.crops, self.ocr)
+            self.upscale = UpscaleStage(r.upscale)
+        self.paste = PasteStage(r.text, r.backgrounds.hr_size)
+        self._ready = True
+        return self
+
+    # -- text patches ------------------------------------------------------------------------
+    def _real_crop(self, rng: np.random.Generator) -> TextPatch:
+        w = np.array([w for w, _ in self.crop_sources], np.float64)
+        src = self.crop_sources[int(rng.choice(len(w), p=w / w.sum()))][1]
+        i = int(rng.integers(len(src)))
+        item = src.item_id(i)
+        cached = self._crop_cache.get(item)
+        if cached is None:
+            try:
+                label = src.label(i)
+                crop = decode_image(src.load(i), stage="crop-source", what=item, allow_gray=True)
+                self.ocr_filter.check_label(crop, label, item)
+                mask = self.segment.process(crop, item)
+                ocr_info = self.ocr_filter.process(crop, mask, label, item)
+                crop, mask, factor = self.upscale.process(crop, mask)
+                cached = (crop, mask, label, {**ocr_info, "upscale": factor})
+            except Rejected as r:
+                cached = r
+            self._crop_cache[item] = cached
+            if len(self._crop_cache) > 4096:
+                self._crop_cache.popitem(last=False)
+        if isinstance(cached, Rejected):
+            raise cached
+        crop, mask, label, info = cached
+        alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (3, 3), 0.6)
+        h, w = crop.shape[:2]
+        quad = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+        return TextPatch(rgb=crop, alpha=alpha, mask=mask, quad=quad, text=label,
+                         language="zh" if CJK.search(label) else "en",
+                         source={"kind": "crop", "id": item, **info})
+
+    def _patches(self, rng, counts: Counter, examples: dict) -> list[TextPatch]:
+        lo, hi = self.recipe.text.instances
+        out = []
+        for _ in range(int(rng.integers(lo, hi + 1))):
+            patch = None
+            if self.crop_sources and rng.random() >= self.recipe.text.rendered_prob:
+                for _try in range(10):
+                    try:
+                        patch = self._real_crop(rng)
+                        break
+                    except Rejected as r:
+                        _count(counts, examples, r)
+                else:
+                    counts["crop/exhausted-fell-back-to-rendered"] += 1
+            out.append(patch or self.renderer.sample(rng))
+        return out
+
+    # -- one sample --------------------------------------------------------------------------
+    def _attempt(self, key: str, index: int, attempt: int, counts: Counter, examples: dict) -> dict[str, bytes]:
+        r = self.recipe
+        rng = np.random.default_rng([r.seed, index, attempt])
+        bg, bg_info = self.background.sample(rng)
+        patches = self._patches(rng, counts, examples)
+        hr, mask, instances, skipped = self.paste.process(bg, patches, rng)
+        if skipped:
+            counts["paste/patch-did-not-fit"] += skipped
+        lr, deg = self.degrade.process(hr, rng)
+        meta = {
+            "key": key, "index": index, "attempt": attempt, "recipe": r.name,
+            "recipe_hash": self.recipe_hash, "seed": r.seed, "scale": r.degrade.scale,
+            "hr_size": list(hr.shape[:2]), "background": bg_info, "texts": instances,
+            "degradation": deg,
+        }
+        return {"hr.png": encode_png(hr), "lr.png": encode_png(lr), "mask.png": encode_png(mask),
+                "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")}
+
+    def make(self, index: int) -> SampleResult:
+        self.setup()
+        key = sample_key(self.recipe, index)
+        res = SampleResult(key=key, index=index, members=None)
+        for attempt in range(self.recipe.max_attempts):
+            try:
+                res.members = self._attempt(key, index, attempt, res.counts, res.examples)
+                res.counts["kept"] += 1
+                return res
+            except Rejected as r:
+                _count(res.counts, res.examples, r)
+            except Exception as e:  # noqa: BLE001 — one bad input must not end a long build
+                _count(res.counts, res.examples, Rejected("error", type(e).__name__, f"{key}: {e}"))
+        res.counts["sample/failed-all-attempts"] += 1
+        return res
+
+
+def _count(counts: Counter, examples: dict, r: Rejected) -> None:
+    k = f"{r.stage}/{r.reason}"
+    counts[k] += 1
+    examples.setdefault(k, r.detail)
+
+
+def check_recipe(recipe: Recipe, catalog=None) -> None:
+    """Cheap checks in the driver, before any worker starts, so a typo is a one-line error
+    rather than a failed actor: registry names, preset and overrides, source roots, sizes."""
+    from models.ocr import OCR_ENGINES
+    from models.seg import SEGMENTERS
+    from models.sr import SR_MODELS
+    from synth.sources.images import open_source
+    from synth.stages.degrade import DegradeStage
+
+    OCR_ENGINES.target(recipe.ocr_engine)
+    SR_MODELS.target(recipe.upscale.model)
+    DegradeStage(recipe.degrade)
+    if recipe.backgrounds.hr_size % recipe.degrade.scale:
+        raise ValueError(f"backgrounds.hr_size {recipe.backgrounds.hr_size} is not divisible by "
+                         f"degrade.scale {recipe.degrade.scale}")
+    lo, hi = recipe.text.instances
+    if not 1 <= lo <= hi:
+        raise ValueError(f"text.instances must be [min, max] with 1 <= min <= max, got {[lo, hi]}")
+    for s in recipe.backgrounds.sources:
+        len(open_source(s, catalog=catalog, want_labels=False))
+    if recipe.text.rendered_prob < 1.0:
+        SEGMENTERS.target(recipe.segmenter)
+        for s in recipe.text.crops.sources:
+            if s.name != "skimage-page-lines":
+                len(open_source(s, catalog=catalog, want_labels=True))

@@ -1,0 +1,36 @@
+"""Stage: upscale real text crops whose text is too small, with a registered SR model
+(bicubic by default; any name from ``models.sr`` with an ``upscale_image``)."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from models.sr import create_sr
+from synth.recipe import UpscaleConfig
+
+
+class UpscaleStage:
+    def __init__(self, cfg: UpscaleConfig):
+        self.cfg = cfg
+        self._models: dict[int, object] = {}
+
+    def _model(self, scale: int):
+        if scale not in self._models:
+            self._models[scale] = create_sr(self.cfg.model, scale=scale)
+        return self._models[scale]
+
+    def process(self, crop: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Returns (crop, mask, factor); factor 1.0 when the crop was tall enough already."""
+        h, w = crop.shape[:2]
+        if h >= self.cfg.min_height:
+            return crop, mask, 1.0
+        factor = self.cfg.min_height / h
+        size = (max(1, round(w * factor)), self.cfg.min_height)
+        model = self._model(max(2, math.ceil(factor)))
+        up = model.upscale_image(crop)
+        if up.shape[:2] != (size[1], size[0]):
+            up = cv2.resize(up, size, interpolation=cv2.INTER_AREA)
+        m = cv2.resize(mask, size, interpolation=cv2.INTER_LINEAR)
+        return up, np.where(m >= 128, 255, 0).astype(np.uint8), round(factor, 4)

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+from models.datasets import DatasetError, load_catalog
+from synth.imageio import decode_image
+from synth.recipe import SourceSpec
+from synth.sources.images import CtrLmdb, FolderLabels, ImageFolder, SkimagePhotos, open_source
+from tests.helpers import png_bytes, word_crop, write_ctr_lmdb, write_png
+
+
+def test_ctr_lmdb_reads_the_published_layout(tmp_path):
+    crops = [word_crop("HELLO"), word_crop("世界") if False else word_crop("WORLD")]
+    root = write_ctr_lmdb(tmp_path / "ctr", [(png_bytes(c), t) for c, t in zip(crops, ["HELLO", "WORLD"])])
+    src = CtrLmdb(root, "ctr-test")
+    assert len(src) == 2
+    assert src.label(1) == "WORLD" and src.item_id(0) == "ctr-test:000000001"
+    np.testing.assert_array_equal(decode_image(src.load(0), stage="t", what="x", allow_gray=True), crops[0])
+
+
+def test_ctr_lmdb_without_num_samples_names_the_layout(tmp_path):
+    import lmdb
+
+    env = lmdb.open(str(tmp_path / "bad"), map_size=1 << 20)
+    env.close()
+    with pytest.raises(DatasetError, match="num-samples"):
+        len(CtrLmdb(tmp_path / "bad"))
+
+
+def test_folder_labels_tab_and_space_and_empty(tmp_path):
+    write_png(tmp_path / "a.png", word_crop("ABC"))
+    write_png(tmp_path / "b.png", word_crop("two words"))
+    (tmp_path / "labels.txt").write_text("a.png\tABC\nb.png two words\n\nc.png\n", encoding="utf-8")
+    src = FolderLabels(tmp_path)
+    assert len(src) == 3
+    assert [src.label(i) for i in range(3)] == ["ABC", "two words", ""]
+    assert src.load(2) == b""  # missing file: decoded later as an 'unreadable' reason
+
+
+def test_image_folder_is_sorted_and_recursive(tmp_path):
+    for name in ("b/2.png", "a.jpg", "b/1.png", "notes.txt"):
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    assert ImageFolder(tmp_path).files == ["a.jpg", "b/1.png", "b/2.png"]
+
+
+def test_embedded_photos_are_real_colour_images():
+    src = SkimagePhotos()
+    assert len(src) >= 9
+    for i in range(len(src)):
+        img = decode_image(src.load(i), stage="b", what=src.item_id(i), allow_gray=False)
+        assert img.ndim == 3 and img.shape[2] == 3 and img.std() > 10
+
+
+def test_missing_root_names_dataset_path_and_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTSR_DATA", str(tmp_path))
+    cat = load_catalog()
+    with pytest.raises(DatasetError) as e:
+        open_source(SourceSpec(name="div2k-train-hr"), catalog=cat, want_labels=False)
+    msg = str(e.value)
+    assert "div2k-train-hr" in msg and str(tmp_path / "DIV2K") in msg and "TEXTSR_DATA" in msg
+
+
+def test_unknown_source_suggests(tmp_path):
+    with pytest.raises(DatasetError, match="did you mean 'div2k-train-hr'"):
+        open_source(SourceSpec(name="div2k-train"), catalog=load_catalog(), want_labels=False)
+
+
+def test_user_catalog_overrides_entries(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text(f"datasets:\n  div2k-train-hr: {{format: image-folder, root: {tmp_path}}}\n", encoding="utf-8")
+    assert load_catalog(f)["div2k-train-hr"].root_path() == tmp_path
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets:\n  x: {format: zip, root: /}\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match="unknown format 'zip'"):
+        load_catalog(bad)
+
+
+def test_split_words_cuts_at_word_spaces_only():
+    from synth.sources.images import split_words
+
+    line = word_crop("Region based", size=32)
+    parts = split_words(line, "Region based")
+    assert [t for _, t in parts] == ["Region", "based"]
+    assert parts[0][0].shape[1] + parts[1][0].shape[1] < line.shape[1]
+    # label says three words but the ink has two: keep the line whole
+    assert [t for _, t in split_words(line, "Reg ion based")] == ["Reg ion based"]
+
+
+def test_embedded_page_gives_real_word_crops():
+    from models.ocr import create_ocr
+    from synth.sources.images import SkimagePageLines
+
+    src = SkimagePageLines(create_ocr())
+    labels = [src.label(i) for i in range(len(src))]
+    assert len(src) >= 8 and "segmentation" in labels and "markers" in labels
