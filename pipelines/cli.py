@@ -152,10 +152,30 @@ def _cmd_elist(a) -> int:
     return 0
 
 
+def _cmd_weights(a) -> int:
+    from models.inventory import weights_rows
+
+    rows = weights_rows(a.model, allow_download=a.allow_download)
+    if not rows:
+        raise ValueError(f"no component matches {a.model!r} (see `evalkit list`)")
+    width = max(len(r.component) for r in rows)
+    for r in rows:
+        print(f"{r.component:<{width}}  {r.file}  [{r.status}]")
+        print(f"{'':<{width}}    source: {r.source}" + (f"\n{'':<{width}}    at: {r.path}" if r.path else "")
+              + (f"\n{'':<{width}}    fetch: {r.fetch}" if r.fetch else ""))
+    missing = sum(r.status == "missing" for r in rows)
+    print(f"{len(rows)} file(s), {missing} missing" + ("; fetch them with --allow-download (or the commands above)" if missing else ""))
+    return 0
+
+
 def evalkit_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="evalkit", description="Score SR models and outputs on text-rich benchmarks.")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="registered SR models, OCR engines, segmenters").set_defaults(fn=_cmd_elist)
+    w = sub.add_parser("weights", help="each model's weights files: present, verified, or how to fetch them")
+    w.add_argument("--model", default=None, help="a name or glob, e.g. realesrgan-x4plus or 'realesr*'")
+    w.add_argument("--allow-download", action="store_true", help="download missing files from their official source")
+    w.set_defaults(fn=_cmd_weights)
     a = p.parse_args(argv)
     return _run("evalkit", a.fn, a)
 

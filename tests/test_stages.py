@@ -117,3 +117,12 @@ def test_upscale_small_crop_to_min_height():
     assert set(np.unique(m)) <= {0, 255}
     same = stage.process(up, m)
     assert same[2] == 1.0 and same[0] is up
+
+
+def test_upscale_with_a_learned_model_by_name():
+    stage = UpscaleStage(UpscaleConfig(model="realesrgan-x4plus-tiny", min_height=32))
+    crop = np.random.default_rng(1).integers(0, 255, (12, 30, 3), dtype=np.uint8)
+    mask = np.zeros((12, 30), np.uint8)
+    mask[3:9, 4:26] = 255
+    up, m, f = stage.process(crop, mask)
+    assert up.shape == (32, 80, 3) and m.shape == (32, 80) and f == pytest.approx(32 / 12, abs=1e-3)

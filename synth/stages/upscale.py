@@ -10,6 +10,8 @@ import numpy as np
 from models.sr import create_sr
 from synth.recipe import UpscaleConfig
 
+_INTERPOLATORS = ("bicubic", "lanczos", "nearest")
+
 
 class UpscaleStage:
     def __init__(self, cfg: UpscaleConfig):
@@ -17,9 +19,13 @@ class UpscaleStage:
         self._models: dict[int, object] = {}
 
     def _model(self, scale: int):
-        if scale not in self._models:
-            self._models[scale] = create_sr(self.cfg.model, scale=scale)
-        return self._models[scale]
+        """Interpolators are built at the integer scale needed; learned models have their own
+        fixed scale (one instance, on the CPU: synth workers have no GPU to assume)."""
+        key = scale if self.cfg.model in _INTERPOLATORS else 0
+        if key not in self._models:
+            self._models[key] = (create_sr(self.cfg.model, scale=scale) if key
+                                 else create_sr(self.cfg.model, device="cpu"))
+        return self._models[key]
 
     def process(self, crop: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """Returns (crop, mask, factor); factor 1.0 when the crop was tall enough already."""
