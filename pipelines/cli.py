@@ -2,7 +2,7 @@
 
 They live here, on the top floor, because ``synth build`` runs its stages on Ray and only
 ``pipelines`` imports Ray. Usage errors (unknown recipe key, bad ``--set`` value, missing dataset
-root, unknown names) print one line and exit with code 2.
+root, unknown names) print one line and exit with code 2 (``TEXTSR_DEBUG=1`` shows the traceback).
 """
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ def _usage_errors() -> tuple[type, ...]:
     from models.datasets import DatasetError
     from models.registry import UnknownNameError
     from models.weights import WeightsMissingError
+    from evalkit.runner import ScoreError
+    from models.sr.checkpoint import CheckpointError
     from pipelines.build import BuildError
     from synth.recipe import RecipeError
 
-    return (RecipeError, DatasetError, UnknownNameError, BuildError, WeightsMissingError,
+    return (RecipeError, DatasetError, UnknownNameError, BuildError, WeightsMissingError, ScoreError, CheckpointError,
             FileNotFoundError, ValueError, KeyError)
 
 
@@ -33,6 +35,8 @@ def _run(prog: str, fn, args) -> int:
         print(f"{prog}: interrupted; finished shards are kept — continue with --resume", file=sys.stderr)
         return 130
     except _usage_errors() as e:
+        if os.environ.get("TEXTSR_DEBUG"):
+            raise  # the full traceback, for bug reports
         msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
@@ -168,6 +172,30 @@ def _cmd_weights(a) -> int:
     return 0
 
 
+def _cmd_score(a) -> int:
+    from evalkit.runner import ScoreConfig, score
+
+    cfg = ScoreConfig(out=a.out, model=a.model, weights=a.weights, bench=a.bench, sr_dir=a.sr_dir,
+                      hr_dir=a.hr_dir, lr_dir=a.lr_dir, scale=a.scale,
+                      metrics=[m for m in (a.metrics or "").split(",") if m], limit=a.limit, device=a.device,
+                      batch_size=a.batch_size, crop_border=a.crop_border, resume=a.resume, strict=a.strict,
+                      ocr_engine=a.ocr, allow_download=a.allow_download, progress=not a.no_progress)
+    s = score(cfg)
+    shown = ", ".join(f"{k} {'null' if v is None else f'{v:.4f}'}" for k, v in s["metrics"].items())
+    print(f"{s['model']} on {s['bench']} ({s['images']} images): {shown}")
+    print(f"run: {a.out} (summary.json, per_image.jsonl, report.md, report.html)")
+    return 0
+
+
+def _cmd_compare(a) -> int:
+    from evalkit.compare import compare
+
+    md, png = compare(a.runs, Path(a.out) if a.out else None)
+    print(md.read_text(encoding="utf-8"), end="")
+    print(f"table: {md}\nplot: {png}")
+    return 0
+
+
 def evalkit_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="evalkit", description="Score SR models and outputs on text-rich benchmarks.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -176,6 +204,30 @@ def evalkit_main(argv: list[str] | None = None) -> int:
     w.add_argument("--model", default=None, help="a name or glob, e.g. realesrgan-x4plus or 'realesr*'")
     w.add_argument("--allow-download", action="store_true", help="download missing files from their official source")
     w.set_defaults(fn=_cmd_weights)
+    sc = sub.add_parser("score", help="score a model on a benchmark, or a folder of SR outputs")
+    sc.add_argument("--model", help="SR model name (evalkit list); omit with --sr-dir")
+    sc.add_argument("--weights", help="explicit checkpoint path for --model")
+    sc.add_argument("--bench", help="a synth corpus directory or a datasets.yaml benchmark name")
+    sc.add_argument("--sr-dir", help="folder of SR outputs, paired with --hr-dir by file stem")
+    sc.add_argument("--hr-dir", help="folder of HR references")
+    sc.add_argument("--lr-dir", help="folder of LR inputs (model mode on folders; shown in reports)")
+    sc.add_argument("--out", required=True, help="run directory")
+    sc.add_argument("--scale", type=int, help="SR scale (default: the benchmark's)")
+    sc.add_argument("--metrics", help="comma-separated metric names (default: psnr,ssim,lpips,niqe,ocr_a,ocr_f1,…)")
+    sc.add_argument("--limit", type=int, help="score only the first N images")
+    sc.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA when available)")
+    sc.add_argument("--batch-size", type=int, default=4)
+    sc.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side for PSNR/SSIM (0 = OSEDiff/CODSR; scale = basicsr habit)")
+    sc.add_argument("--ocr", default="rapidocr-ppocrv4", help="OCR engine (evalkit list)")
+    sc.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    sc.add_argument("--strict", action="store_true", help="a metric whose weights are missing is an error, not null")
+    sc.add_argument("--allow-download", action="store_true", help="let metrics and models download their weights")
+    sc.add_argument("--no-progress", action="store_true")
+    sc.set_defaults(fn=_cmd_score)
+    cp = sub.add_parser("compare", help="table and OCR-A vs LPIPS/PSNR plot of several runs")
+    cp.add_argument("runs", nargs="+")
+    cp.add_argument("--out", help="where to write compare.md and the plot (default: <first run>/../compare)")
+    cp.set_defaults(fn=_cmd_compare)
     a = p.parse_args(argv)
     return _run("evalkit", a.fn, a)
 

@@ -1,0 +1,149 @@
+"""Benchmarks for ``evalkit score``: where LR, HR, masks and text annotations come from.
+
+``open_bench(spec)`` accepts a corpus directory made by ``synth build`` (its shards hold LR, HR,
+mask and text polygons) or a datasets.yaml name (whose loaders arrive with the benchmark-loaders
+work; until then a clear error). ``folder_pairs`` pairs an SR folder with HR/LR folders by file
+stem for ``--sr-dir``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from evalkit.sample import TextInstance
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class BenchError(ValueError):
+    """A benchmark that cannot be read; names the path and the problem."""
+
+
+@dataclass
+class BenchItem:
+    key: str
+    hr: np.ndarray | None
+    lr: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    texts: list[TextInstance] | None = None
+    sr_path: Path | None = None      # folder mode: the given SR output
+    hr_path: Path | None = None
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class Bench:
+    name: str
+    ident: str          # stable id for caches (path + size of what it reads)
+    scale: int | None
+    items: Iterator[BenchItem] | list
+    length: int | None
+    info: dict = field(default_factory=dict)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise BenchError(f"{path}: cannot read as an image")
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def _decode(data: bytes, flags: int) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
+def synth_corpus(root: Path, limit: int | None = None) -> Bench:
+    """A ``synth build`` output directory: every sample of its shards, with its GT polygons."""
+    from synth.export import iter_samples
+    from synth.shards import read_manifest
+
+    m = read_manifest(root)
+    if m is None:
+        raise BenchError(f"{root}: no manifest.json — not a corpus made by `synth build`")
+    n = m["counts"]["kept"]
+    ident = hashlib.sha256(json.dumps([str(root.resolve())] + [s["sha256"] for s in m["shards"]]).encode()).hexdigest()[:16]
+
+    def items() -> Iterator[BenchItem]:
+        for i, (key, f) in enumerate(iter_samples(root)):
+            if limit is not None and i >= limit:
+                return
+            meta = json.loads(f["json"])
+            texts = [TextInstance(np.array(t["polygon"], np.float32), t["text"], False, t.get("language", ""))
+                     for t in meta.get("texts", [])]
+            yield BenchItem(key=key, hr=_decode(f["hr.png"], cv2.IMREAD_COLOR)[:, :, ::-1].copy(),
+                            lr=_decode(f["lr.png"], cv2.IMREAD_COLOR)[:, :, ::-1].copy(),
+                            mask=_decode(f["mask.png"], cv2.IMREAD_GRAYSCALE), texts=texts,
+                            meta={"degradation": meta.get("degradation", {}).get("preset")})
+
+    return Bench(name=f"synth:{root.name}", ident=ident, scale=m["recipe"]["degrade"]["scale"], items=items(),
+                 length=min(n, limit) if limit else n,
+                 info={"path": str(root.resolve()), "recipe": m["recipe"]["name"], "recipe_hash": m["recipe_hash"]})
+
+
+def _by_stem(folder: Path, what: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise BenchError(f"{what} {folder} is not a directory")
+    out = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_EXTS:
+            if p.stem in out:
+                raise BenchError(f"{what} {folder}: two images share the stem {p.stem!r} ({out[p.stem].name}, {p.name})")
+            out[p.stem] = p
+    if not out:
+        raise BenchError(f"{what} {folder}: no images ({', '.join(sorted(IMAGE_EXTS))})")
+    return out
+
+
+def folder_pairs(sr_dir: Path | None, hr_dir: Path, lr_dir: Path | None = None, limit: int | None = None) -> Bench:
+    """Pair images by file stem. With ``sr_dir`` every SR image needs an HR of the same stem
+    (missing ones are an error naming them); without it (model mode) ``lr_dir`` is required."""
+    hr = _by_stem(Path(hr_dir), "--hr-dir")
+    lr = _by_stem(Path(lr_dir), "--lr-dir") if lr_dir else {}
+    if sr_dir is not None:
+        sr = _by_stem(Path(sr_dir), "--sr-dir")
+        missing = sorted(set(sr) - set(hr))
+        if missing:
+            raise BenchError(f"--hr-dir {hr_dir} has no image for {len(missing)} SR image(s): {', '.join(missing[:5])}")
+        keys = sorted(sr)
+    else:
+        if not lr:
+            raise BenchError("scoring a model on folders needs --lr-dir (the inputs) and --hr-dir")
+        missing = sorted(set(lr) - set(hr))
+        if missing:
+            raise BenchError(f"--hr-dir {hr_dir} has no image for {len(missing)} LR image(s): {', '.join(missing[:5])}")
+        keys, sr = sorted(lr), {}
+    keys = keys[:limit] if limit else keys
+    ident = hashlib.sha256(json.dumps([str(Path(hr_dir).resolve())] + keys).encode()).hexdigest()[:16]
+
+    def items() -> Iterator[BenchItem]:
+        for k in keys:
+            yield BenchItem(key=k, hr=read_rgb(hr[k]), lr=read_rgb(lr[k]) if k in lr else None,
+                            sr_path=sr.get(k), hr_path=hr[k])
+
+    return Bench(name=f"folder:{Path(hr_dir).name}", ident=ident, scale=None, items=items(), length=len(keys),
+                 info={"hr_dir": str(Path(hr_dir).resolve()), "sr_dir": str(Path(sr_dir).resolve()) if sr_dir else None,
+                       "lr_dir": str(Path(lr_dir).resolve()) if lr_dir else None})
+
+
+def open_bench(spec: str, limit: int | None = None, catalog=None) -> Bench:
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return synth_corpus(p, limit)
+    from models.datasets import load_catalog
+
+    catalog = catalog if catalog is not None else load_catalog()
+    if spec in catalog:
+        e = catalog[spec]
+        raise BenchError(f"benchmark {spec!r} ({e.format}) has no evalkit loader yet; score a synth corpus "
+                         "directory or a folder of outputs (--sr-dir/--hr-dir)")
+    import difflib
+
+    close = difflib.get_close_matches(spec, list(catalog), n=1)
+    raise BenchError(f"--bench {spec!r} is neither a directory nor a datasets.yaml name"
+                     + (f"; did you mean {close[0]!r}?" if close else ""))

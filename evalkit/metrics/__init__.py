@@ -1,0 +1,1 @@
+"""Metrics: plain maths functions plus accumulating ``Metric`` objects (see base.py)."""

@@ -1,0 +1,637 @@
+"""OCR metrics on SR output: TADiSR's OCR-A, end-to-end OCR-F1, and character hallucination.
+
+All three read text with one of our OCR engines (``models.ocr``, default ``rapidocr-ppocrv4``,
+PP-OCRv4 det+rec as TADiSR used PP-OCR) and keep only integer counts and float sums: plain
+data, so the runner's resume state carries them, and per-worker states ``merge`` into what one
+process computes (up to float rounding). ``needs`` lists ``ocr_hr`` / ``ocr_sr`` so the runner reads (and caches) the OCR lines
+once per image for all metrics; a metric reads them itself when they are absent.
+
+Regions (shared by :class:`OCRAccuracy` and :class:`CharHallucination`):
+  * the image's ground-truth text instances when the benchmark has them (``sample.texts`` is not
+    None), skipping don't-care ones (``dont_care`` or text ``###``); the reference string is the
+    GT transcription;
+  * otherwise the lines OCR reads on HR (``sample.ocr_hr``, cached by the runner; read here with
+    ``ocr.readtext(hr)`` and stored back on the sample when absent); the reference string is the
+    HR reading. This is TADiSR's protocol.
+  Regions whose reference is empty or whitespace are left out (nothing to score against). Each
+  region is cropped from SR with :func:`crop_polygon` and all crops of an image are recognised in
+  one ``ocr.recognize`` batch (no detection on SR).
+
+OCR-F1 is end to end instead: detection + recognition on SR (``sample.ocr_sr``) matched against the
+GT instances (or, without annotations, the HR OCR lines as pseudo-GT).
+
+The maths is in plain functions (:func:`crop_polygon`, :func:`polygon_iou`,
+:func:`match_end_to_end`, :func:`prf1`, :func:`char_edit_counts`); the classes only accumulate.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import Levenshtein
+import numpy as np
+
+from evalkit.metrics.base import Metric
+from evalkit.sample import EvalSample
+from models.ocr import (
+    DEFAULT_OCR,
+    OCREngine,
+    create_ocr,
+    levenshtein_ratio,
+    normalize_text,
+)
+
+DONT_CARE_TEXT = "###"
+
+# -- geometry --------------------------------------------------------------------------------------
+
+
+def _as_polygon(polygon: object, what: str = "polygon") -> np.ndarray:
+    p = np.asarray(polygon, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] < 4 or not np.isfinite(p).all():
+        raise ValueError(f"{what} must be a finite Kx2 array of (x, y) points with K >= 4, got "
+                         f"shape {p.shape}; pass TextInstance/OCRLine polygons in HR pixels")
+    return p
+
+
+def quad_from_polygon(polygon: object) -> np.ndarray:
+    """The ``(4, 2) float32`` quad a polygon is cropped with.
+
+    4 points: the quad itself, made clockwise (on screen, y down) while keeping its first point, so
+    a counter-clockwise annotation is not cropped mirrored. K > 4 points (curved text): the
+    minimum-area rectangle, ordered top-left, top-right, bottom-right, bottom-left as PP-OCR's DB
+    post-processing orders its boxes.
+    """
+    p = _as_polygon(polygon)
+    if len(p) == 4:
+        x, y = p[:, 0], p[:, 1]
+        signed_area = float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+        if signed_area < 0:
+            p = p[[0, 3, 2, 1]]
+        return p.astype(np.float32)
+    box = cv2.boxPoints(cv2.minAreaRect(p.astype(np.float32)))
+    box = box[np.argsort(box[:, 0], kind="stable")]
+    left, right = box[:2], box[2:]
+    tl, bl = left[np.argsort(left[:, 1], kind="stable")]
+    tr, br = right[np.argsort(right[:, 1], kind="stable")]
+    return np.array([tl, tr, br, bl], dtype=np.float32)
+
+
+def crop_polygon(image: np.ndarray, polygon: object) -> np.ndarray:
+    """Crop a text region from an RGB ``HxWx3 uint8`` image as an axis-aligned line image.
+
+    The region's quad (:func:`quad_from_polygon`) is perspective-warped to a ``w x h`` rectangle,
+    ``w`` = the longer of its top/bottom edges, ``h`` = the longer of its left/right edges (at least
+    1 px each), bicubic, border replicated; a result at least 1.5x taller than wide is rotated 90°
+    (vertical text). This is PP-OCR's ``get_rotate_crop_image`` — the crop ``readtext`` itself
+    feeds the recogniser — so a region read on an image and recognised from that image's crop
+    agree. Real-CE's evaluation also perspective-warps each GT quad.
+    Returns ``hxwx3 uint8``.
+    """
+    quad = quad_from_polygon(polygon)
+    w = max(1, int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3]))))
+    h = max(1, int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2]))))
+    dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+    m = cv2.getPerspectiveTransform(quad, dst)
+    crop = cv2.warpPerspective(image, m, (w, h), flags=cv2.INTER_CUBIC,
+                               borderMode=cv2.BORDER_REPLICATE)
+    if crop.shape[0] / crop.shape[1] >= 1.5:
+        crop = np.rot90(crop)
+    return np.ascontiguousarray(crop)
+
+
+def _shape(polygon: np.ndarray):
+    from shapely.geometry import Polygon
+    from shapely.validation import make_valid
+
+    g = Polygon(polygon)
+    return g if g.is_valid else make_valid(g)
+
+
+def polygon_iou(a: object, b: object) -> float:
+    """Intersection over union of two Kx2 polygons (shapely; self-intersecting ones are repaired
+    with ``make_valid``). 0.0 when the union has no area."""
+    ga, gb = _shape(np.asarray(a, np.float64)), _shape(np.asarray(b, np.float64))
+    union = ga.union(gb).area
+    return float(ga.intersection(gb).area / union) if union > 0 else 0.0
+
+
+def _iou_matrix(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> np.ndarray:
+    iou = np.zeros((len(preds), len(gts)))
+    if not preds or not gts:
+        return iou
+    pb = np.array([[*p.min(0), *p.max(0)] for p in preds])
+    gb = np.array([[*g.min(0), *g.max(0)] for g in gts])
+    p_shapes: dict[int, Any] = {}
+    g_shapes: dict[int, Any] = {}
+    for i in range(len(preds)):
+        for j in range(len(gts)):  # bounding boxes first: most pairs do not touch
+            if (pb[i, 0] >= gb[j, 2] or gb[j, 0] >= pb[i, 2]
+                    or pb[i, 1] >= gb[j, 3] or gb[j, 1] >= pb[i, 3]):
+                continue
+            ga = p_shapes.setdefault(i, _shape(preds[i]))
+            gg = g_shapes.setdefault(j, _shape(gts[j]))
+            union = ga.union(gg).area
+            iou[i, j] = ga.intersection(gg).area / union if union > 0 else 0.0
+    return iou
+
+
+# -- end-to-end matching ---------------------------------------------------------------------------
+
+
+def norm_ci(s: str) -> str:
+    """OCR-F1's default comparison form: NFKC, case-folded, whitespace and punctuation removed."""
+    return normalize_text(s, ignore_case=True, ignore_space=True, ignore_punct=True)
+
+
+def norm_cs(s: str) -> str:
+    """OCR-F1's case-sensitive form: NFKC, whitespace removed, case and punctuation kept."""
+    return normalize_text(s, ignore_space=True)
+
+
+@dataclass(frozen=True)
+class E2ECounts:
+    """One image's end-to-end counts. ``n_pred`` excludes ignored predictions (those on don't-care
+    GT); ``n_gt`` excludes don't-care GT. ``matches`` are ``(pred_index, gt_index)`` TP pairs."""
+
+    tp: int
+    n_pred: int
+    n_gt: int
+    n_ignored: int
+    matches: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def fp(self) -> int:
+        return self.n_pred - self.tp
+
+    @property
+    def fn(self) -> int:
+        return self.n_gt - self.tp
+
+
+def match_end_to_end(pred_polygons: Sequence[object], pred_texts: Sequence[str],
+                     gt_polygons: Sequence[object], gt_texts: Sequence[str],
+                     gt_dont_care: Sequence[bool] | None = None, iou_threshold: float = 0.5,
+                     normalize: Callable[[str], str] = norm_ci) -> E2ECounts:
+    """Greedy one-to-one end-to-end matching of predicted text boxes to GT boxes.
+
+    A (prediction, GT) pair is eligible when the GT is not don't-care, their polygon IoU is
+    ``>= iou_threshold`` and ``normalize(pred) == normalize(gt)``. Eligible pairs are taken in
+    order of decreasing IoU (ties: lower prediction, then GT index), each prediction and GT at most
+    once; every pair taken is a true positive. A prediction left unmatched that has IoU
+    ``>= iou_threshold`` with a don't-care GT (``gt_dont_care`` or text ``###``) is ignored: neither
+    TP nor FP. Don't-care GT are not counted in ``n_gt``.
+
+    Because text equality is part of eligibility, a well-placed wrong reading does not block a
+    correct reading of the same GT (the ICDAR-15 script instead pairs boxes by IoU alone, then
+    checks the text); both rules agree whenever each GT has at most one prediction over it.
+    """
+    if len(pred_polygons) != len(pred_texts) or len(gt_polygons) != len(gt_texts):
+        raise ValueError("polygons and texts must have the same length: got "
+                         f"{len(pred_polygons)}/{len(pred_texts)} predictions, "
+                         f"{len(gt_polygons)}/{len(gt_texts)} GT")
+    if gt_dont_care is None:
+        gt_dont_care = [False] * len(gt_texts)
+    dc = [bool(d) or t == DONT_CARE_TEXT for d, t in zip(gt_dont_care, gt_texts)]
+    preds = [_as_polygon(p, "prediction polygon") for p in pred_polygons]
+    gts = [_as_polygon(g, "GT polygon") for g in gt_polygons]
+    iou = _iou_matrix(preds, gts)
+    pn = [normalize(t) for t in pred_texts]
+    gn = [normalize(t) for t in gt_texts]
+    pairs = sorted((-iou[i, j], i, j) for i in range(len(preds)) for j in range(len(gts))
+                   if not dc[j] and iou[i, j] >= iou_threshold and pn[i] == gn[j])
+    used_p: set[int] = set()
+    used_g: set[int] = set()
+    matches = []
+    for _, i, j in pairs:
+        if i not in used_p and j not in used_g:
+            used_p.add(i)
+            used_g.add(j)
+            matches.append((i, j))
+    ignored = sum(1 for i in range(len(preds)) if i not in used_p
+                  and any(dc[j] and iou[i, j] >= iou_threshold for j in range(len(gts))))
+    return E2ECounts(tp=len(matches), n_pred=len(preds) - ignored, n_gt=dc.count(False),
+                     n_ignored=ignored, matches=tuple(sorted(matches)))
+
+
+def prf1(tp: int, n_pred: int, n_gt: int) -> tuple[float | None, float | None, float | None]:
+    """Precision ``tp/n_pred``, recall ``tp/n_gt``, F1 ``2PR/(P+R)``. P is None without
+    predictions, R None without GT, F1 None when either is; F1 is 0.0 when P = R = 0."""
+    p = tp / n_pred if n_pred else None
+    r = tp / n_gt if n_gt else None
+    if p is None or r is None:
+        return p, r, None
+    return p, r, (2 * p * r / (p + r) if p + r > 0 else 0.0)
+
+
+# -- character edits -------------------------------------------------------------------------------
+
+
+def char_edit_counts(ref: str, pred: str) -> tuple[int, int, int]:
+    """``(substitutions, deletions, insertions)`` of one minimal Levenshtein alignment turning
+    ``ref`` into ``pred`` (``Levenshtein.editops``): a substitution is a reference character read as
+    another character, a deletion a reference character lost, an insertion a character read that
+    the reference does not have. They sum to ``Levenshtein.distance(ref, pred)``. When several
+    minimal alignments exist (``"ab"`` vs ``"ba"``: two substitutions or a deletion + insertion),
+    the library's choice is taken."""
+    subs = dels = ins = 0
+    for op, _, _ in Levenshtein.editops(ref, pred):
+        if op == "replace":
+            subs += 1
+        elif op == "delete":
+            dels += 1
+        else:
+            ins += 1
+    return subs, dels, ins
+
+
+# -- shared region reading -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegionReads:
+    """The scored regions of one image: reference strings and what the recogniser read in the SR
+    crop of each, plus where the regions came from (``"annotations"`` or ``"hr-ocr"``)."""
+
+    source: str
+    refs: tuple[str, ...]
+    preds: tuple[str, ...]
+
+
+def _is_dont_care(t) -> bool:
+    return bool(t.dont_care) or t.text == DONT_CARE_TEXT
+
+
+def _check_same_size(sample: EvalSample) -> None:
+    if sample.hr is not None and sample.hr.shape[:2] != sample.sr.shape[:2]:
+        raise ValueError(f"sample {sample.key!r}: SR {sample.sr.shape[:2]} and HR "
+                         f"{sample.hr.shape[:2]} differ in size; OCR regions are in HR pixels, "
+                         "so SR must be at HR size")
+
+
+def hr_lines(sample: EvalSample, ocr: OCREngine) -> list:
+    """``sample.ocr_hr``, reading HR with ``ocr.readtext`` (and storing it on the sample, so the
+    other OCR metrics reuse it) when the runner has not."""
+    if sample.ocr_hr is None:
+        if sample.hr is None:
+            raise ValueError(f"sample {sample.key!r} has neither text annotations nor HR (nor "
+                             "ocr_hr): OCR metrics need one of them for their reference text")
+        sample.ocr_hr = ocr.readtext(sample.hr)
+    return sample.ocr_hr
+
+
+def sr_lines(sample: EvalSample, ocr: OCREngine) -> list:
+    """``sample.ocr_sr``, reading SR with ``ocr.readtext`` (and storing it) when absent."""
+    if sample.ocr_sr is None:
+        sample.ocr_sr = ocr.readtext(sample.sr)
+    return sample.ocr_sr
+
+
+# One-entry cache so OCRAccuracy and CharHallucination, updated one after the other on the same
+# sample with the same engine, recognise its crops once. Entries hold strong references and are
+# compared by identity, so a new array at a recycled address can never hit a stale entry.
+_last_reads: list = []
+
+
+def read_regions(sample: EvalSample, ocr: OCREngine) -> RegionReads:
+    """Regions, references and SR recognitions of one image (see the module docstring)."""
+    _check_same_size(sample)
+    texts = sample.texts
+    ocr_hr = None if texts is not None else hr_lines(sample, ocr)
+    key = (sample, sample.sr, texts, ocr_hr, ocr)
+    if _last_reads and all(a is b for a, b in zip(_last_reads[0], key)):
+        return _last_reads[1]
+    if texts is not None:
+        source = "annotations"
+        regions = [(t.polygon, t.text) for t in texts if not _is_dont_care(t)]
+    else:
+        source = "hr-ocr"
+        regions = [(ln.polygon, ln.text) for ln in ocr_hr]
+    regions = [(poly, ref) for poly, ref in regions if ref.strip()]
+    crops = [crop_polygon(sample.sr, poly) for poly, _ in regions]
+    out = ocr.recognize(crops) if crops else []
+    if len(out) != len(crops):
+        raise RuntimeError(f"{ocr!r}.recognize returned {len(out)} results for {len(crops)} crops")
+    reads = RegionReads(source, tuple(ref for _, ref in regions), tuple(str(t) for t, _ in out))
+    _last_reads[:] = [key, reads]
+    return reads
+
+
+def _engine(ocr: OCREngine | str | None) -> OCREngine:
+    if ocr is None:
+        return create_ocr(DEFAULT_OCR)
+    if isinstance(ocr, str):
+        return create_ocr(ocr)
+    return ocr
+
+
+def _check_merge(a: Metric, b: Metric) -> None:
+    if type(a) is not type(b):
+        raise TypeError(f"cannot merge {type(b).__name__} into {type(a).__name__}")
+    if a.settings() != b.settings():
+        raise ValueError(f"cannot merge {a.name} states computed with different settings: "
+                         f"{a.settings()} vs {b.settings()}")
+
+
+REGIONS_RULE = ("GT text instances when the benchmark has them (don't-care and '###' skipped; "
+                "reference = GT transcription), else OCR lines read on HR (reference = HR "
+                "reading); regions with an empty reference are skipped")
+CROP_RULE = ("region quad perspective-warped to an axis-aligned rectangle (PP-OCR "
+             "get_rotate_crop_image: bicubic, border replicate, rot90 if h/w >= 1.5); K>4-point "
+             "polygons via their min-area rectangle; counter-clockwise quads re-ordered clockwise")
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+
+
+class OCRAccuracy(Metric):
+    """OCR-A (TADiSR): how much of the HR/GT text is still legible in SR, in [0, 1], higher better.
+
+    Per region: ``levenshtein_ratio(pred, ref) = (|p| + |r| - dist(p, r)) / (|p| + |r|)`` on the raw
+    strings (case- and space-sensitive, as TADiSR's formula reads), with ``pred`` the recognition of
+    the region's SR crop (regions and references: module docstring). ``ocr_a_ci`` is the same on
+    NFKC, case-folded, whitespace-free strings (PP-OCR's spaces are unreliable).
+
+    Per image: the mean over its regions (``ocr_a``, ``ocr_a_ci``), ``ocr_a_regions``, and
+    ``ocr_a_ref`` (``"annotations"`` or ``"hr-ocr"``); None for an image without regions, counted
+    as skipped. Dataset: ``ocr_a`` is the **per-region mean over all regions** (the headline: every
+    text box weighs the same); ``ocr_a_image_mean`` is the mean of the per-image means. TADiSR does
+    not publish which it averages (unverified), so both are reported.
+
+    ``ocr``: an :class:`OCREngine`, a registered engine name, or None for ``rapidocr-ppocrv4``.
+    Other keyword arguments (``crop_border``, ``device`` …) are accepted and ignored.
+    """
+
+    name = "ocr_a"
+    higher_is_better = True
+    # hr / ocr_hr are read only for samples without text annotations
+    needs = frozenset({"sr", "hr", "ocr_hr"})
+
+    def __init__(self, ocr: OCREngine | str | None = None, **_ignored: Any):
+        self.ocr = _engine(ocr)
+        self.reset()
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "engine": self.ocr.name,
+            "regions": REGIONS_RULE,
+            "crop": CROP_RULE,
+            "score": "levenshtein_ratio(pred, ref) = (|p|+|r|-dist)/(|p|+|r|), unit-cost "
+                     "Levenshtein on raw strings (case- and whitespace-sensitive)",
+            "score_ci": "ocr_a_ci: same on NFKC, case-folded, whitespace-removed strings",
+            "headline": "ocr_a = mean over all regions of the dataset (per-region)",
+            "also": "ocr_a_image_mean = mean of per-image region means (images without regions "
+                    "skipped)",
+            "tadisr_averaging": "unpublished (per box or per image unverified)",
+        }
+
+    def reset(self) -> None:
+        self.region_sum = self.region_sum_ci = 0.0
+        self.regions = 0
+        self.image_sum = self.image_sum_ci = 0.0
+        self.images = 0
+        self.skipped = 0
+
+    def update(self, sample: EvalSample) -> dict[str, Any]:
+        reads = read_regions(sample, self.ocr)
+        n = len(reads.refs)
+        if n == 0:
+            self.skipped += 1
+            return {"ocr_a": None, "ocr_a_ci": None, "ocr_a_regions": 0, "ocr_a_ref": reads.source}
+        s = math.fsum(levenshtein_ratio(p, r) for p, r in zip(reads.preds, reads.refs))
+        s_ci = math.fsum(levenshtein_ratio(_ci(p), _ci(r))
+                         for p, r in zip(reads.preds, reads.refs))
+        self.region_sum += s
+        self.region_sum_ci += s_ci
+        self.regions += n
+        self.image_sum += s / n
+        self.image_sum_ci += s_ci / n
+        self.images += 1
+        return {"ocr_a": s / n, "ocr_a_ci": s_ci / n, "ocr_a_regions": n,
+                "ocr_a_ref": reads.source}
+
+    def compute(self) -> dict[str, Any]:
+        r, i = self.regions, self.images
+        return {
+            "ocr_a": self.region_sum / r if r else None,
+            "ocr_a_image_mean": self.image_sum / i if i else None,
+            "ocr_a_ci": self.region_sum_ci / r if r else None,
+            "ocr_a_ci_image_mean": self.image_sum_ci / i if i else None,
+            "ocr_a_regions": r,
+            "ocr_a_images": i,
+            "ocr_a_skipped": self.skipped,
+        }
+
+    def merge(self, other: OCRAccuracy) -> None:
+        _check_merge(self, other)
+        self.region_sum += other.region_sum
+        self.region_sum_ci += other.region_sum_ci
+        self.regions += other.regions
+        self.image_sum += other.image_sum
+        self.image_sum_ci += other.image_sum_ci
+        self.images += other.images
+        self.skipped += other.skipped
+
+
+def _ci(s: str) -> str:
+    return normalize_text(s, ignore_case=True, ignore_space=True)
+
+
+class OCRF1(Metric):
+    """End-to-end OCR-F1 of SR (GLYPH-SR's OCR-F1; its exact rule is unpublished, this is the usual
+    scene-text end-to-end protocol), in [0, 1], higher better.
+
+    Predictions: OCR lines read on SR (``sample.ocr_sr``, det + rec; read here when absent).
+    GT: ``sample.texts`` (``ocr_f1_gt = "annotations"``) or, without annotations, the HR OCR lines
+    as pseudo-GT (``"hr-ocr"``). Matching: :func:`match_end_to_end` with IoU >= ``iou_threshold``
+    (0.5); ``ocr_f1`` compares transcriptions case-insensitively with punctuation and whitespace
+    removed (NFKC), ``ocr_f1_cs`` case-sensitively with whitespace removed. Don't-care GT
+    (``dont_care`` / ``###``) are not counted and predictions on them are ignored.
+
+    Micro-averaged: TP, #pred and #GT are summed over the dataset, then P = TP/#pred,
+    R = TP/#GT, F1 = 2PR/(P+R) — not the mean of per-image F1. Values are None when undefined
+    (no predictions / no GT); the counts are always reported.
+
+    Granularity caveat: PP-OCR detects *lines* while word-level GT (SVT, CUTE80, IC15 …) has one
+    box per word, so a correctly read multi-word line matches no word box (IoU < 0.5, text
+    differs) and costs one FP plus one FN per word. Compare OCR-F1 only between SR methods under the
+    same engine and GT, or on line-level GT; with HR pseudo-GT both sides are line-level.
+    """
+
+    name = "ocr_f1"
+    higher_is_better = True
+    # hr / ocr_hr (pseudo-GT) are read only for samples without text annotations
+    needs = frozenset({"sr", "hr", "ocr_hr", "ocr_sr"})
+
+    def __init__(self, ocr: OCREngine | str | None = None, iou_threshold: float = 0.5,
+                 **_ignored: Any):
+        if not 0.0 < iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        self.ocr = _engine(ocr)
+        self.iou_threshold = float(iou_threshold)
+        self.reset()
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "engine": self.ocr.name,
+            "predictions": "OCR det+rec lines on SR",
+            "gt": "GT text instances when the benchmark has them, else HR OCR lines (pseudo-GT, "
+                  "per image: ocr_f1_gt)",
+            "matching": f"greedy one-to-one by decreasing polygon IoU (shapely) among pairs with "
+                        f"IoU >= {self.iou_threshold} and equal normalised text; each pair a TP",
+            "text_ci": "ocr_f1: NFKC, case-folded, punctuation and whitespace removed",
+            "text_cs": "ocr_f1_cs: NFKC, whitespace removed, case and punctuation kept",
+            "dont_care": f"GT dont_care or '{DONT_CARE_TEXT}': not in #GT; unmatched predictions "
+                         f"with IoU >= {self.iou_threshold} on one are ignored (not in #pred)",
+            "averaging": "micro: TP, #pred, #GT summed over the dataset; P=TP/#pred, R=TP/#GT, "
+                         "F1=2PR/(P+R); None when undefined",
+            "granularity": "OCR lines are line-level; word-level GT boxes do not match lines",
+        }
+
+    def reset(self) -> None:
+        self.tp = self.n_pred = self.n_ignored = 0
+        self.tp_cs = self.n_pred_cs = self.n_ignored_cs = 0
+        self.n_gt = 0
+        self.images = 0
+        self.images_pseudo_gt = 0
+
+    def counts(self, sample: EvalSample) -> tuple[str, E2ECounts, E2ECounts]:
+        """``(gt_source, case-insensitive counts, case-sensitive counts)`` of one image."""
+        _check_same_size(sample)
+        preds = sr_lines(sample, self.ocr)
+        if sample.texts is not None:
+            source = "annotations"
+            gts = [(t.polygon, t.text, t.dont_care) for t in sample.texts]
+        else:
+            source = "hr-ocr"
+            gts = [(ln.polygon, ln.text, False) for ln in hr_lines(sample, self.ocr)]
+        args = ([ln.polygon for ln in preds], [ln.text for ln in preds],
+                [g[0] for g in gts], [g[1] for g in gts], [g[2] for g in gts], self.iou_threshold)
+        return source, match_end_to_end(*args, normalize=norm_ci), \
+            match_end_to_end(*args, normalize=norm_cs)
+
+    def update(self, sample: EvalSample) -> dict[str, Any]:
+        source, ci, cs = self.counts(sample)
+        self.tp += ci.tp
+        self.n_pred += ci.n_pred
+        self.n_ignored += ci.n_ignored
+        self.tp_cs += cs.tp
+        self.n_pred_cs += cs.n_pred
+        self.n_ignored_cs += cs.n_ignored
+        self.n_gt += ci.n_gt
+        self.images += 1
+        self.images_pseudo_gt += source == "hr-ocr"
+        out = self._values(ci.tp, ci.n_pred, cs.tp, cs.n_pred, ci.n_gt, ci.n_ignored)
+        out["ocr_f1_gt"] = source
+        return out
+
+    @staticmethod
+    def _values(tp: int, n_pred: int, tp_cs: int, n_pred_cs: int, n_gt: int,
+                n_ignored: int) -> dict[str, Any]:
+        p, r, f = prf1(tp, n_pred, n_gt)
+        p_cs, r_cs, f_cs = prf1(tp_cs, n_pred_cs, n_gt)
+        return {"ocr_f1": f, "ocr_f1_precision": p, "ocr_f1_recall": r,
+                "ocr_f1_tp": tp, "ocr_f1_n_pred": n_pred, "ocr_f1_n_gt": n_gt,
+                "ocr_f1_n_ignored": n_ignored,
+                "ocr_f1_cs": f_cs, "ocr_f1_cs_precision": p_cs, "ocr_f1_cs_recall": r_cs,
+                "ocr_f1_cs_tp": tp_cs, "ocr_f1_cs_n_pred": n_pred_cs}
+
+    def compute(self) -> dict[str, Any]:
+        out = self._values(self.tp, self.n_pred, self.tp_cs, self.n_pred_cs, self.n_gt,
+                           self.n_ignored)
+        out["ocr_f1_images"] = self.images
+        out["ocr_f1_images_pseudo_gt"] = self.images_pseudo_gt
+        return out
+
+    def merge(self, other: OCRF1) -> None:
+        _check_merge(self, other)
+        for k in ("tp", "n_pred", "n_ignored", "tp_cs", "n_pred_cs", "n_ignored_cs", "n_gt",
+                  "images", "images_pseudo_gt"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+
+class CharHallucination(Metric):
+    """Character hallucination: how often SR turns a reference character into *another* one.
+
+    Same regions, references and SR recognitions as :class:`OCRAccuracy` (shared, not recomputed,
+    when both run on a sample with the same engine). Per region, reference and reading are
+    NFKC-normalised with whitespace removed (case kept; ``ignore_case=True`` folds it) and aligned
+    with :func:`char_edit_counts`. Hallucination is a *substitution* — a glyph rendered as a
+    plausible wrong character — not a loss: deletions (characters gone, e.g. blurred away) are
+    reported separately as ``char_loss_rate``, insertions as ``char_insertion_rate``.
+
+    Rates are micro-averaged: ``char_hallucination = Σ substitutions / Σ len(ref)`` over all
+    regions (per image: over its regions), likewise for losses and insertions; lower is better.
+    None for an image without regions (skipped). Only characters the recogniser can still place in
+    the alignment are attributed: a crop read as nothing counts all its characters as lost.
+    """
+
+    name = "char_hallucination"
+    higher_is_better = False
+    # hr / ocr_hr are read only for samples without text annotations
+    needs = frozenset({"sr", "hr", "ocr_hr"})
+
+    def __init__(self, ocr: OCREngine | str | None = None, ignore_case: bool = False,
+                 **_ignored: Any):
+        self.ocr = _engine(ocr)
+        self.ignore_case = bool(ignore_case)
+        self.reset()
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "engine": self.ocr.name,
+            "regions": REGIONS_RULE,
+            "crop": CROP_RULE,
+            "strings": "NFKC, whitespace removed, "
+                       + ("case-folded" if self.ignore_case else "case-sensitive"),
+            "alignment": "one minimal Levenshtein alignment (Levenshtein.editops) ref -> SR read",
+            "rates": "char_hallucination = substitutions / ref chars; char_loss_rate = deletions "
+                     "/ ref chars; char_insertion_rate = insertions / ref chars; micro over all "
+                     "regions",
+        }
+
+    def reset(self) -> None:
+        self.subs = self.dels = self.ins = self.ref_chars = 0
+        self.regions = self.images = self.skipped = 0
+
+    def _norm(self, s: str) -> str:
+        return normalize_text(s, ignore_case=self.ignore_case, ignore_space=True)
+
+    @staticmethod
+    def _rates(subs: int, dels: int, ins: int, n: int) -> dict[str, Any]:
+        return {"char_hallucination": subs / n if n else None,
+                "char_loss_rate": dels / n if n else None,
+                "char_insertion_rate": ins / n if n else None,
+                "char_substitutions": subs, "char_deletions": dels, "char_insertions": ins,
+                "char_ref_chars": n}
+
+    def update(self, sample: EvalSample) -> dict[str, Any]:
+        reads = read_regions(sample, self.ocr)
+        subs = dels = ins = n = 0
+        for ref, pred in zip(reads.refs, reads.preds):
+            r = self._norm(ref)
+            s, d, i = char_edit_counts(r, self._norm(pred))
+            subs, dels, ins, n = subs + s, dels + d, ins + i, n + len(r)
+        if not reads.refs or n == 0:
+            self.skipped += 1
+            return self._rates(0, 0, 0, 0) | {"char_regions": 0}
+        self.subs += subs
+        self.dels += dels
+        self.ins += ins
+        self.ref_chars += n
+        self.regions += len(reads.refs)
+        self.images += 1
+        return self._rates(subs, dels, ins, n) | {"char_regions": len(reads.refs)}
+
+    def compute(self) -> dict[str, Any]:
+        return self._rates(self.subs, self.dels, self.ins, self.ref_chars) | {
+            "char_regions": self.regions, "char_images": self.images,
+            "char_skipped": self.skipped}
+
+    def merge(self, other: CharHallucination) -> None:
+        _check_merge(self, other)
+        for k in ("subs", "dels", "ins", "ref_chars", "regions", "images", "skipped"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))

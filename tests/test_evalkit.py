@@ -1,0 +1,194 @@
+"""evalkit score end to end on a small synth corpus: real OCR, real metrics, the run directory."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from models.datasets import load_catalog
+from pipelines.build import build
+from pipelines.executors import LocalExecutor
+from synth.recipe import load_recipe
+
+METRICS = "psnr,ssim,niqe,ocr_a,ocr_f1,text_psnr,char_hallucination"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """6 samples, 256² HR, ×4, bicubic LR, large clean rendered English text (OCR-readable HR)."""
+    out = tmp_path_factory.mktemp("corpus")
+    recipe = load_recipe("ftsr", ["backgrounds.hr_size=256", "text.rendered_prob=1.0", "text.instances=[2, 3]",
+                                  "text.rendered.languages={en: 1.0}", "text.rendered.font_size_px=[26, 40]",
+                                  "text.rendered.rotation_deg=[0, 0]", "text.rendered.curvature=[0, 0]",
+                                  "degrade.preset=bicubic", "samples_per_shard=4"])
+    build(recipe, out, 6, executor=LocalExecutor(recipe, catalog=load_catalog()), progress=False)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("TEXTSR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _evalkit(*args, env=None):
+    return subprocess.run([sys.executable, "-c", "from pipelines.cli import main_evalkit; main_evalkit()", *args],
+                          capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def bicubic_run(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "bicubic"
+    r = _evalkit("score", "--model", "bicubic", "--bench", str(corpus), "--out", str(out), "--metrics", METRICS,
+                 "--no-progress", env={"TEXTSR_CACHE": str(tmp_path_factory.getbasetemp() / "cache")})
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_run_directory_schema(bicubic_run):
+    out = bicubic_run
+    assert sorted(p.name for p in (out / "sr").iterdir()) == [f"ftsr-{i:09d}.png" for i in range(6)]
+    sr = cv2.imread(str(out / "sr" / "ftsr-000000000.png"))
+    assert sr.shape == (256, 256, 3)
+    recs = [json.loads(ln) for ln in (out / "per_image.jsonl").read_text().splitlines()]
+    assert len(recs) == 6
+    for r in recs:
+        for k in ("psnr", "ssim", "niqe", "ocr_a", "text_psnr"):
+            assert k in r, (k, r)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["images"] == 6 and s["model"] == "bicubic" and s["scale"] == 4
+    for k in ("psnr", "ssim", "niqe", "ocr_a", "ocr_f1", "text_psnr", "char_hallucination"):
+        assert k in s["metrics"], k
+    assert 15 < s["metrics"]["psnr"] < 40 and 0 < s["metrics"]["ssim"] < 1
+    assert "crop_border" in json.dumps(s["settings"]["psnr"])
+    assert s["versions"]["torch"] and s["bench_info"]["recipe"] == "ftsr"
+    md = (out / "report.md").read_text()
+    assert "| psnr |" in md and "ocr_a" in md
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64") >= 3 and "SR reads:" in html
+
+
+def test_ocr_a_is_one_for_hr_and_lower_for_bicubic(corpus, bicubic_run, tmp_path):
+    """HR scored against itself reads perfectly; bicubic ×4 from LR of small text does not."""
+    from synth.export import iter_samples
+
+    hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
+    hr_dir.mkdir()
+    lr_dir.mkdir()
+    for key, f in iter_samples(corpus):
+        (hr_dir / f"{key}.png").write_bytes(f["hr.png"])
+        (lr_dir / f"{key}.png").write_bytes(f["lr.png"])
+    r = _evalkit("score", "--sr-dir", str(hr_dir), "--hr-dir", str(hr_dir), "--out", str(tmp_path / "self"),
+                 "--metrics", "psnr,ocr_a", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    s_self = json.loads((tmp_path / "self" / "summary.json").read_text())
+    s_bic = json.loads((bicubic_run / "summary.json").read_text())
+    assert s_self["metrics"]["psnr"] == float("inf") or s_self["metrics"]["psnr"] > 99
+    assert s_self["metrics"]["ocr_a"] >= 0.99
+    assert s_bic["metrics"]["ocr_a"] < 0.9 and s_bic["metrics"]["ocr_a"] < s_self["metrics"]["ocr_a"] - 0.1
+
+
+def test_second_model_reuses_the_hr_ocr_cache(corpus, bicubic_run, tmp_path, tmp_path_factory):
+    r = _evalkit("score", "--model", "nearest", "--bench", str(corpus), "--out", str(tmp_path / "n"),
+                 "--metrics", "ocr_a", "--no-progress",
+                 env={"TEXTSR_CACHE": str(tmp_path_factory.getbasetemp() / "cache")})
+    assert r.returncode == 0, r.stderr
+    cache = json.loads((tmp_path / "n" / "summary.json").read_text())["hr_ocr_cache"]
+    assert cache["hits"] == 6 and cache["misses"] == 0
+
+
+def test_missing_weights_is_null_with_reason_or_an_error_with_strict(corpus, tmp_path):
+    env = {"TORCH_HOME": str(tmp_path / "torch"), "TEXTSR_WEIGHTS": str(tmp_path / "w"), "HF_HOME": str(tmp_path / "hf")}
+    r = _evalkit("score", "--model", "bicubic", "--bench", str(corpus), "--out", str(tmp_path / "a"),
+                 "--metrics", "psnr,lpips", "--limit", "2", "--no-progress", env=env)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert s["metrics"]["lpips"] is None and s["unavailable"]["lpips"].startswith("weights-missing:")
+    assert s["metrics"]["psnr"] is not None
+    assert sum("lpips reported as null" in ln for ln in r.stderr.splitlines()) == 1
+    r = _evalkit("score", "--model", "bicubic", "--bench", str(corpus), "--out", str(tmp_path / "b"),
+                 "--metrics", "psnr,lpips", "--strict", "--no-progress", env=env)
+    assert r.returncode == 2 and "weights-missing" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_killed_run_resumes_to_the_same_numbers(corpus, bicubic_run, tmp_path, tmp_path_factory):
+    out = tmp_path / "k"
+    args = [sys.executable, "-c", "from pipelines.cli import main_evalkit; main_evalkit()", "score", "--model",
+            "bicubic", "--bench", str(corpus), "--out", str(out), "--metrics", METRICS, "--batch-size", "1",
+            "--no-progress"]
+    env = {**os.environ, "TEXTSR_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}
+    p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        st = out / "state.json"
+        if st.exists() and json.loads(st.read_text())["done"] >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (out / "summary.json").exists()
+    r = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    got = json.loads((out / "summary.json").read_text())["metrics"]
+    want = json.loads((bicubic_run / "summary.json").read_text())["metrics"]
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-12), k
+    keys = [json.loads(ln)["key"] for ln in (out / "per_image.jsonl").read_text().splitlines()]
+    assert keys == [f"ftsr-{i:09d}" for i in range(6)]
+
+
+def test_compare_writes_table_and_plot(bicubic_run, tmp_path, tmp_path_factory, corpus):
+    other = tmp_path / "lanczos"
+    r = _evalkit("score", "--model", "lanczos", "--bench", str(corpus), "--out", str(other), "--metrics", "psnr,ocr_a",
+                 "--no-progress", env={"TEXTSR_CACHE": str(tmp_path_factory.getbasetemp() / "cache")})
+    assert r.returncode == 0, r.stderr
+    r = _evalkit("compare", str(bicubic_run), str(other), "--out", str(tmp_path / "cmp"))
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| bicubic |" in md and "| lanczos |" in md
+    png = cv2.imread(str(tmp_path / "cmp" / "ocr_a_vs_quality.png"))
+    assert png is not None and png.shape[0] > 200
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--bench", "nope-bench"], "neither a directory"),
+    (["--bench", "div2k-train-hr"], "no evalkit loader yet"),
+    (["--hr-dir", "/nonexistent"], "not a directory"),
+])
+def test_usage_errors_exit_2(args, needle, tmp_path):
+    r = _evalkit("score", "--model", "bicubic", "--out", str(tmp_path / "o"), *args)
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+
+
+def test_split_runs_merge_to_the_single_run(corpus):
+    """What a Ray split relies on: metrics updated on two halves and merged give the one-pass numbers."""
+    from evalkit.benches import open_bench
+    from evalkit.metrics.registry import create_metric
+    from evalkit.sample import EvalSample
+    from models import create_sr
+    from models.ocr import create_ocr
+
+    ocr = create_ocr()
+    sr_model = create_sr("bicubic", scale=4)
+    samples = []
+    for it in open_bench(str(corpus)).items:
+        s = EvalSample(key=it.key, sr=sr_model.upscale_image(it.lr), hr=it.hr, lr=it.lr, mask=it.mask, texts=it.texts)
+        s.ocr_hr, s.ocr_sr = ocr.readtext(it.hr), ocr.readtext(s.sr)
+        samples.append(s)
+    for name in METRICS.split(","):
+        one, a, b = (create_metric(name, ocr=ocr) for _ in range(3))
+        for s in samples:
+            one.update(s)
+        for s in samples[:3]:
+            a.update(s)
+        for s in samples[3:]:
+            b.update(s)
+        a.merge(b)
+        got, want = a.compute(), one.compute()
+        for k in want:
+            assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-12), (name, k)
