@@ -18,10 +18,16 @@ def load_summaries(runs: list[str]) -> list[dict]:
     return out
 
 
+def headline_keys(summary: dict) -> list[str]:
+    """The metrics asked for (psnr, ocr_a …), not their detail counts (ocr_f1_tp …)."""
+    asked = set(summary.get("settings", {})) | set(summary.get("unavailable", {}))
+    return [k for k in summary["metrics"] if k in asked]
+
+
 def table(summaries: list[dict]) -> str:
     keys = []
     for s in summaries:
-        keys += [k for k in s["metrics"] if k not in keys]
+        keys += [k for k in headline_keys(s) if k not in keys]
     head = "| run | model | bench | " + " | ".join(keys) + " |"
     rows = [head, "|" + "---|" * (len(keys) + 3)]
     for s in summaries:

@@ -26,7 +26,11 @@ def markdown(summary: dict) -> str:
              f"{summary['images']} images, ×{summary['scale']}, OCR engine {summary['ocr_engine']}, "
              f"{summary['seconds']} s" + (f", {summary['errors']} skipped (see per_image.jsonl)" if summary["errors"] else ""),
              "", "| metric | value | |", "|---|---|---|"]
-    for k, v in summary["metrics"].items():
+    from evalkit.compare import headline_keys
+
+    head = headline_keys(summary)
+    for k in head + [k for k in summary["metrics"] if k not in head]:
+        v = summary["metrics"][k]
         arrow = "↓" if k in _LOWER_BETTER else "↑"
         note = summary["unavailable"].get(k, "")
         lines.append(f"| {k} | {_fmt(v)} | {arrow} {note} |")
@@ -84,8 +88,10 @@ def html_report(out: Path, summary: dict, bench_reopen, engine, worst: int = 8) 
                 regions = [(np.asarray(ln.polygon), ln.text) for ln in engine.readtext(it.hr)]
             parts.append(f"<h3>{html.escape(it.key)} — OCR-A {r['ocr_a']:.3f}</h3><table>")
             parts.append("<tr><th>LR (nearest ×s)</th><th>SR</th><th>HR</th></tr>")
+            from evalkit.metrics.ocr import crop_polygon  # the crop OCR-A recognises
+
             srs = [_crop(sr, p) for p, _ in regions[:6]]
-            reads = engine.recognize(srs) if srs else []
+            reads = engine.recognize([crop_polygon(sr, p) for p, _ in regions[:6]]) if srs else []
             for (poly, ref), sr_c, (read, _) in zip(regions[:6], srs, reads):
                 lr_c = _crop(cv2.resize(it.lr, (it.hr.shape[1], it.hr.shape[0]), interpolation=cv2.INTER_NEAREST), poly) \
                     if it.lr is not None else np.zeros_like(sr_c)

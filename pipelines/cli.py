@@ -180,8 +180,11 @@ def _cmd_score(a) -> int:
                       metrics=[m for m in (a.metrics or "").split(",") if m], limit=a.limit, device=a.device,
                       batch_size=a.batch_size, crop_border=a.crop_border, resume=a.resume, strict=a.strict,
                       ocr_engine=a.ocr, allow_download=a.allow_download, progress=not a.no_progress)
+    from evalkit.compare import headline_keys
+
     s = score(cfg)
-    shown = ", ".join(f"{k} {'null' if v is None else f'{v:.4f}'}" for k, v in s["metrics"].items())
+    shown = ", ".join(f"{k} {'null' if s['metrics'][k] is None else format(s['metrics'][k], '.4f')}"
+                      for k in headline_keys(s))
     print(f"{s['model']} on {s['bench']} ({s['images']} images): {shown}")
     print(f"run: {a.out} (summary.json, per_image.jsonl, report.md, report.html)")
     return 0
