@@ -131,17 +131,48 @@ def folder_pairs(sr_dir: Path | None, hr_dir: Path, lr_dir: Path | None = None, 
                        "lr_dir": str(Path(lr_dir).resolve()) if lr_dir else None})
 
 
-def open_bench(spec: str, limit: int | None = None, catalog=None) -> Bench:
+def dataset_bench(entry, *, limit: int | None = None, scale: int | None = None, lr_preset: str = "bicubic",
+                  lr_seed: int = 0, skip_bad: bool = False) -> Bench:
+    """A datasets.yaml benchmark through its loader. HR-only sets (SVT, CTW1500, CUTE80, IC15,
+    Total-Text) get LR synthesised at ``scale`` with a named degradation preset and a fixed seed,
+    cached, so every user scores on the same LR."""
+    from models.datasets import DatasetError
+
+    root = entry.require_root() if entry.format != "synth-corpus" else entry.root_path()
+    if entry.format == "synth-corpus":
+        if not root.is_dir():
+            raise DatasetError(f"dataset {entry.name!r}: root {root} does not exist")
+        return synth_corpus(root, limit)
+    from evalkit.loaders.registry import create_loader
+
+    loader = create_loader(entry, scale=scale, skip_bad=skip_bad)
+    info = {"dataset": entry.name, "format": entry.format, "root": str(root), "split": loader.split}
+    if not loader.has_lr:
+        from evalkit.loaders.synthlr import FixedLR
+        from evalkit.runner import cache_dir
+
+        loader = FixedLR(loader, scale=scale or loader.scale or 4, preset=lr_preset, seed=lr_seed,
+                         cache_dir=cache_dir() / "lr")
+        info["synthesised_lr"] = loader.info()
+    keys = loader.keys()
+    n = min(len(keys), limit) if limit else len(keys)
+    ident = hashlib.sha256(json.dumps([entry.name, str(root), loader.split, loader.scale, keys[:n]]).encode()).hexdigest()[:16]
+    return Bench(name=entry.name, ident=ident, scale=loader.scale, items=loader.items(limit), length=n, info=info)
+
+
+def open_bench(spec: str, limit: int | None = None, catalog=None, **kw) -> Bench:
+    """``spec``: a synth corpus directory or a datasets.yaml name (``kw`` go to ``dataset_bench``)."""
     p = Path(spec).expanduser()
     if p.is_dir():
         return synth_corpus(p, limit)
-    from models.datasets import load_catalog
+    from models.datasets import BENCH_FORMATS, load_catalog
 
     catalog = catalog if catalog is not None else load_catalog()
     if spec in catalog:
         e = catalog[spec]
-        raise BenchError(f"benchmark {spec!r} ({e.format}) has no evalkit loader yet; score a synth corpus "
-                         "directory or a folder of outputs (--sr-dir/--hr-dir)")
+        if e.format not in BENCH_FORMATS:
+            raise BenchError(f"{spec!r} is a {e.format} synth source, not a benchmark")
+        return dataset_bench(e, limit=limit, **kw)
     import difflib
 
     close = difflib.get_close_matches(spec, list(catalog), n=1)

@@ -51,6 +51,10 @@ class ScoreConfig:
     allow_download: bool = False
     progress: bool = True
     report_worst: int = 8
+    datasets: str | None = None        # extra datasets.yaml
+    lr_preset: str = "bicubic"         # HR-only benchmarks: how their fixed LR is made
+    lr_seed: int = 0
+    skip_bad: bool = False             # log and skip malformed annotation lines
 
 
 def cache_dir() -> Path:
@@ -139,7 +143,10 @@ def _open(cfg: ScoreConfig) -> Bench:
     if cfg.bench and (cfg.sr_dir or cfg.hr_dir):
         raise ScoreError("give either --bench or --sr-dir/--hr-dir, not both")
     if cfg.bench:
-        return open_bench(cfg.bench, cfg.limit)
+        from models.datasets import load_catalog
+
+        return open_bench(cfg.bench, cfg.limit, catalog=load_catalog(cfg.datasets), scale=cfg.scale,
+                          lr_preset=cfg.lr_preset, lr_seed=cfg.lr_seed, skip_bad=cfg.skip_bad)
     if not cfg.hr_dir:
         raise ScoreError("nothing to score: give --bench, or --hr-dir with --sr-dir (outputs) or --lr-dir (inputs)")
     if cfg.sr_dir and cfg.model:

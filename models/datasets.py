@@ -14,7 +14,12 @@ from pathlib import Path
 import yaml
 
 PROJECT_CATALOG = Path(__file__).resolve().parent.parent / "datasets.yaml"
-FORMATS = ("image-folder", "ctr-lmdb", "folder-labels")
+# synth sources
+SOURCE_FORMATS = ("image-folder", "ctr-lmdb", "folder-labels", "textseg")
+# evalkit benchmarks (loaders in evalkit/loaders, registered in evalkit/loaders/registry.py)
+BENCH_FORMATS = ("realce", "svt", "ctw1500", "icdar2015", "totaltext", "cute80", "textzoom", "realsr-v3",
+                 "sr-pairs", "div2k-valid", "folder-bench", "ftsr-tadisr", "synth-corpus")
+FORMATS = SOURCE_FORMATS + BENCH_FORMATS
 
 
 class DatasetError(ValueError):
@@ -52,6 +57,7 @@ def data_root() -> Path:
 
 
 _KEYS = {"format", "root", "count", "licence", "description", "labels"}
+# everything else in an entry (split, scale, subset, camera, lr_preset …) lands in ``extra``
 
 
 def _parse(path: Path) -> dict[str, DatasetEntry]:

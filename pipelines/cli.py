@@ -179,7 +179,8 @@ def _cmd_score(a) -> int:
                       hr_dir=a.hr_dir, lr_dir=a.lr_dir, scale=a.scale,
                       metrics=[m for m in (a.metrics or "").split(",") if m], limit=a.limit, device=a.device,
                       batch_size=a.batch_size, crop_border=a.crop_border, resume=a.resume, strict=a.strict,
-                      ocr_engine=a.ocr, allow_download=a.allow_download, progress=not a.no_progress)
+                      ocr_engine=a.ocr, allow_download=a.allow_download, progress=not a.no_progress,
+                      datasets=a.datasets, lr_preset=a.lr_preset, lr_seed=a.lr_seed, skip_bad=a.skip_bad)
     from evalkit.compare import headline_keys
 
     s = score(cfg)
@@ -187,6 +188,18 @@ def _cmd_score(a) -> int:
                       for k in headline_keys(s))
     print(f"{s['model']} on {s['bench']} ({s['images']} images): {shown}")
     print(f"run: {a.out} (summary.json, per_image.jsonl, report.md, report.html)")
+    return 0
+
+
+def _cmd_datasets(a) -> int:
+    from evalkit.catalog import status_rows
+    from models.datasets import data_root, load_catalog
+
+    rows = status_rows(load_catalog(a.datasets))
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['format']:<13} {r['status']}")
+    print(f"{sum(r['status'].startswith('found') for r in rows)}/{len(rows)} found under TEXTSR_DATA={data_root()}")
     return 0
 
 
@@ -226,7 +239,14 @@ def evalkit_main(argv: list[str] | None = None) -> int:
     sc.add_argument("--strict", action="store_true", help="a metric whose weights are missing is an error, not null")
     sc.add_argument("--allow-download", action="store_true", help="let metrics and models download their weights")
     sc.add_argument("--no-progress", action="store_true")
+    sc.add_argument("--datasets", help="extra datasets.yaml (adds/overrides entries)")
+    sc.add_argument("--lr-preset", default="bicubic", help="HR-only benchmarks: degradation preset of their fixed LR")
+    sc.add_argument("--lr-seed", type=int, default=0, help="HR-only benchmarks: seed of their fixed LR")
+    sc.add_argument("--skip-bad", action="store_true", help="log and skip malformed annotation lines instead of failing")
     sc.set_defaults(fn=_cmd_score)
+    ds = sub.add_parser("datasets", help="every datasets.yaml entry and whether it is usable here")
+    ds.add_argument("--datasets", help="extra datasets.yaml (adds/overrides entries)")
+    ds.set_defaults(fn=_cmd_datasets)
     cp = sub.add_parser("compare", help="table and OCR-A vs LPIPS/PSNR plot of several runs")
     cp.add_argument("runs", nargs="+")
     cp.add_argument("--out", help="where to write compare.md and the plot (default: <first run>/../compare)")

@@ -101,7 +101,11 @@ class SampleFactory:
                 label = src.label(i)
                 crop = decode_image(src.load(i), stage="crop-source", what=item, allow_gray=True)
                 self.ocr_filter.check_label(crop, label, item)
-                mask = self.segment.process(crop, item)
+                # a source with ground-truth glyph masks (TextSeg) needs no segmentation
+                gt_mask = src.mask(i) if hasattr(src, "mask") else None
+                if gt_mask is not None and gt_mask.shape != crop.shape[:2]:
+                    raise Rejected("crop-source", "mask-size", f"{item}: mask {gt_mask.shape} vs crop {crop.shape[:2]}")
+                mask = self.segment.process(crop, item) if gt_mask is None else gt_mask
                 ocr_info = self.ocr_filter.process(crop, mask, label, item)
                 crop, mask, factor = self.upscale.process(crop, mask)
                 cached = (crop, mask, label, {**ocr_info, "upscale": factor})

@@ -157,7 +157,7 @@ def test_compare_writes_table_and_plot(bicubic_run, tmp_path, tmp_path_factory, 
 
 @pytest.mark.parametrize("args, needle", [
     (["--bench", "nope-bench"], "neither a directory"),
-    (["--bench", "div2k-train-hr"], "no evalkit loader yet"),
+    (["--bench", "div2k-train-hr"], "not a benchmark"),
     (["--hr-dir", "/nonexistent"], "not a directory"),
 ])
 def test_usage_errors_exit_2(args, needle, tmp_path):

@@ -94,3 +94,29 @@ def test_embedded_page_gives_real_word_crops():
     src = SkimagePageLines(create_ocr())
     labels = [src.label(i) for i in range(len(src))]
     assert len(src) >= 8 and "segmentation" in labels and "markers" in labels
+
+
+def test_textseg_words_come_with_their_own_masks(tmp_path):
+    import json
+
+    import cv2
+
+    from synth.sources.images import TextSegWords
+
+    img = word_crop("HELLO WORLD", size=40)
+    h, w = img.shape[:2]
+    (tmp_path / "image").mkdir()
+    (tmp_path / "semantic_label").mkdir()
+    (tmp_path / "annotation").mkdir()
+    cv2.imwrite(str(tmp_path / "image" / "a00001.jpg"), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 98])
+    mask = np.where(img.mean(2) < 128, 100, 0).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "semantic_label" / "a00001_maskfg.png"), mask)
+    half = w // 2
+    anno = {"0000": {"text": "HELLO", "bbox": [0, 0, half, 0, half, h, 0, h]},
+            "0001": {"text": "WORLD", "bbox": [half, 0, w - 1, 0, w - 1, h, half, h]},
+            "0002": {"text": "###", "bbox": [0, 0, 5, 0, 5, 5, 0, 5]}}
+    (tmp_path / "annotation" / "a00001_anno.json").write_text(json.dumps(anno))
+    src = TextSegWords(tmp_path, "ts")
+    assert len(src) == 2 and [src.label(i) for i in range(2)] == ["HELLO", "WORLD"]
+    crop, m = src.load(0), src.mask(0)
+    assert crop.shape[:2] == m.shape and set(np.unique(m)) <= {0, 255} and (m > 0).mean() > 0.05

@@ -170,6 +170,78 @@ class FolderLabels:
         return self.items[i][1]
 
 
+class TextSegWords:
+    """Word crops with exact glyph masks from TextSeg (Xu et al., "Rethinking Text Segmentation:
+    A Novel Dataset and A Text-Specific Refinement Approach", CVPR 2021;
+    github.com/SHI-Labs/Rethinking-Text-Segmentation; research licence). Layout as released:
+    ``image/<name>.jpg``, ``semantic_label/<name>_maskfg.png`` (text pixels non-zero) and
+    ``annotation/<name>_anno.json`` mapping word ids to ``{"text": str, "bbox": [x1, y1, …, x4,
+    y4], …}``. Each word is cut on the bounding rectangle of its quad (plus a margin), with the
+    dataset's own mask as the glyph mask: no segmentation stage needed. Words whose text is
+    ``#``-only (TextSeg's unreadable mark) or empty are dropped when listed.
+    (Layout from the official release notes; the json keys beyond text/bbox are not read.)"""
+
+    def __init__(self, root: Path, name: str = "", margin: int = 3):
+        self.root = Path(root)
+        self.name = name or str(root)
+        self.margin = margin
+
+    @cached_property
+    def items(self) -> list[tuple[str, str, tuple[int, int, int, int]]]:
+        import json
+
+        ann_dir = self.root / "annotation"
+        if not ann_dir.is_dir():
+            raise DatasetError(f"TextSeg source {self.name!r}: no annotation/ folder under {self.root}")
+        out = []
+        for f in sorted(ann_dir.glob("*_anno.json")):
+            stem = f.name[: -len("_anno.json")]
+            try:
+                words = json.loads(f.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise DatasetError(f"{f}: not valid JSON ({e})") from None
+            for wid, w in sorted(words.items()):
+                text = str(w.get("text", "")).strip()
+                box = w.get("bbox")
+                if not text or set(text) <= {"#"} or not box or len(box) < 8:
+                    continue
+                xs, ys = box[0::2], box[1::2]
+                out.append((stem, text, (int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1)))
+        if not out:
+            raise DatasetError(f"TextSeg source {self.name!r}: no usable words in {ann_dir}")
+        return out
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def item_id(self, i: int) -> str:
+        stem, _, box = self.items[i]
+        return f"{self.name}:{stem}:{box[0]}_{box[1]}"
+
+    def _cut(self, img: np.ndarray, i: int) -> np.ndarray:
+        x0, y0, x1, y1 = self.items[i][2]
+        m = self.margin
+        h, w = img.shape[:2]
+        return np.ascontiguousarray(img[max(0, y0 - m):min(h, y1 + m), max(0, x0 - m):min(w, x1 + m)])
+
+    def load(self, i: int):
+        import cv2
+
+        p = self.root / "image" / f"{self.items[i][0]}.jpg"
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        return b"" if img is None else self._cut(img[:, :, ::-1], i)
+
+    def mask(self, i: int) -> np.ndarray | None:
+        import cv2
+
+        p = self.root / "semantic_label" / f"{self.items[i][0]}_maskfg.png"
+        m = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        return None if m is None else np.where(self._cut(m, i) > 0, 255, 0).astype(np.uint8)
+
+    def label(self, i: int) -> str:
+        return self.items[i][1]
+
+
 def split_words(line: np.ndarray, label: str, margin: int = 3) -> list[tuple[np.ndarray, str]]:
     """Cut a dark-on-light text line into word crops at its widest column gaps.
 
@@ -273,6 +345,8 @@ def open_source(spec, *, catalog: dict[str, DatasetEntry] | None = None, ocr=Non
                                "skimage-photos, skimage-page-lines, or give path: and format:)")
         entry = catalog[spec.name]
     root = entry.require_root()
+    if not want_labels and entry.format == "textseg":
+        raise DatasetError(f"source {entry.name!r} is a text-crop source (textseg), not backgrounds")
     if want_labels and entry.format == "image-folder":
         raise DatasetError(f"source {entry.name!r} is an image-folder; text crops need ctr-lmdb or folder-labels")
     if entry.format == "image-folder":
@@ -281,4 +355,6 @@ def open_source(spec, *, catalog: dict[str, DatasetEntry] | None = None, ocr=Non
         return CtrLmdb(root, entry.name)
     if entry.format == "folder-labels":
         return FolderLabels(root, entry.labels or spec.labels, entry.name)
+    if entry.format == "textseg":
+        return TextSegWords(root, entry.name)
     raise DatasetError(f"source {entry.name!r}: unknown format {entry.format!r}")

@@ -1,0 +1,1 @@
+"""Benchmark loaders, one file per published layout (see base.py and datasets.yaml)."""

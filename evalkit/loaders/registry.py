@@ -1,0 +1,23 @@
+"""datasets.yaml ``format`` -> loader class (lazy)."""
+from __future__ import annotations
+
+from models.registry import Registry
+
+LOADERS = Registry("benchmark format", {
+    "realce": "evalkit.loaders.realce:RealCELoader",
+    "svt": "evalkit.loaders.svt:SVTLoader",
+    "ctw1500": "evalkit.loaders.ctw1500:CTW1500Loader",
+    "icdar2015": "evalkit.loaders.icdar2015:ICDAR2015Loader",
+    "totaltext": "evalkit.loaders.totaltext:TotalTextLoader",
+    "cute80": "evalkit.loaders.cute80:CUTE80Loader",
+    "textzoom": "evalkit.loaders.textzoom:TextZoomLoader",
+    "realsr-v3": "evalkit.loaders.srpairs:RealSRV3Loader",
+    "sr-pairs": "evalkit.loaders.srpairs:SRPairsLoader",
+    "div2k-valid": "evalkit.loaders.srpairs:DIV2KValidLoader",
+    "folder-bench": "evalkit.loaders.srpairs:FolderBenchLoader",
+    "ftsr-tadisr": "evalkit.loaders.ftsr:FTSRLoader",
+})
+
+
+def create_loader(entry, **kw):
+    return LOADERS.get(entry.format)(entry, **kw)
