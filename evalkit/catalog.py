@@ -8,16 +8,18 @@ from models.datasets import BENCH_FORMATS, DatasetError
 
 
 def _count(entry) -> int:
-    """Items an entry holds, read the way its consumer reads it (parses annotations)."""
+    """Items an entry holds, read the way its consumer reads it (benchmarks: every item, images
+    and annotations, so this takes as long as one pass over the data)."""
     root = entry.root_path()
     if entry.format == "image-folder":
         from synth.sources.images import IMAGE_EXTS
 
         return sum(Path(f).suffix.lower() in IMAGE_EXTS for _, _, fs in os.walk(root) for f in fs)
-    if entry.format in ("ctr-lmdb", "folder-labels"):
-        from synth.sources.images import CtrLmdb, FolderLabels
+    if entry.format in ("ctr-lmdb", "folder-labels", "textseg", "image-mask"):
+        from synth.recipe import SourceSpec
+        from synth.sources.images import open_source
 
-        return len(CtrLmdb(root, entry.name) if entry.format == "ctr-lmdb" else FolderLabels(root, entry.labels, entry.name))
+        return len(open_source(SourceSpec(name=entry.name), catalog={entry.name: entry}, want_labels=True))
     if entry.format == "synth-corpus":
         from synth.shards import read_manifest
 
@@ -27,7 +29,8 @@ def _count(entry) -> int:
         return m["counts"]["kept"]
     from evalkit.loaders.registry import create_loader
 
-    return len(create_loader(entry).keys())
+    # read every item: annotation files are parsed, so a malformed line shows here, not mid-run
+    return sum(1 for _ in create_loader(entry).items())
 
 
 def status_rows(catalog: dict) -> list[dict]:

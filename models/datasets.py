@@ -15,7 +15,7 @@ import yaml
 
 PROJECT_CATALOG = Path(__file__).resolve().parent.parent / "datasets.yaml"
 # synth sources
-SOURCE_FORMATS = ("image-folder", "ctr-lmdb", "folder-labels", "textseg")
+SOURCE_FORMATS = ("image-folder", "ctr-lmdb", "folder-labels", "textseg", "image-mask")
 # evalkit benchmarks (loaders in evalkit/loaders, registered in evalkit/loaders/registry.py)
 BENCH_FORMATS = ("realce", "svt", "ctw1500", "icdar2015", "totaltext", "cute80", "textzoom", "realsr-v3",
                  "sr-pairs", "div2k-valid", "folder-bench", "ftsr-tadisr", "synth-corpus")

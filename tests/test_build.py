@@ -207,3 +207,39 @@ def test_killed_build_resumes_to_the_same_bytes(sources, tmp_path):
     assert _shas(resumed) == _shas(json.loads((tmp_path / "fresh" / "manifest.json").read_text()))
     assert resumed["complete"] and resumed["counts"]["kept"] == num
     assert not list((out / "shards").glob("*.tmp"))
+
+
+def test_crops_with_ground_truth_masks_skip_segmentation(sources, tmp_path):
+    """TextSeg-style words and BTS-style image+mask regions: the dataset's mask is the glyph mask,
+    the OCR filter still checks each crop, and the build records where each crop came from."""
+    import json as _json
+
+    from tests.helpers import word_crop
+
+    bts = tmp_path / "bts"
+    (bts / "image").mkdir(parents=True)
+    (bts / "semantic_label").mkdir()
+    ts = tmp_path / "textseg"
+    for d in ("image", "semantic_label", "annotation"):
+        (ts / d).mkdir(parents=True)
+    for i, word in enumerate(["HARBOUR", "BAKERY", "TICKETS"]):
+        img = word_crop(word, size=44)
+        mask = np.where(img.mean(2) < 128, 255, 0).astype(np.uint8)
+        cv2.imwrite(str(bts / "image" / f"b{i}.jpg"), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 98])
+        cv2.imwrite(str(bts / "semantic_label" / f"b{i}.png"), mask)
+        cv2.imwrite(str(ts / "image" / f"t{i}.jpg"), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 98])
+        cv2.imwrite(str(ts / "semantic_label" / f"t{i}_maskfg.png"), mask)
+        h, w = mask.shape
+        (ts / "annotation" / f"t{i}_anno.json").write_text(_json.dumps({"0000": {"text": word, "bbox": [0, 0, w - 1, 0, w - 1, h - 1, 0, h - 1]}}))
+    bg, _ = sources
+    recipe = load_recipe("ftsr", [f"backgrounds.sources=[{{path: '{bg}', format: image-folder}}]",
+                                  f"text.crops.sources=[{{path: '{bts}', format: image-mask}}, {{path: '{ts}', format: textseg}}]",
+                                  "backgrounds.hr_size=256", "text.rendered_prob=0.0", "text.instances=[2, 2]",
+                                  "samples_per_shard=4"])
+    m = build(recipe, tmp_path / "out", 4, executor=LocalExecutor(recipe), progress=False)
+    assert m["counts"]["kept"] == 4 and "segment" not in m["counts"]["rejected"]
+    texts = [t for s in wds.WebDataset(str(tmp_path / "out" / "shards" / "ftsr-000000.tar"), shardshuffle=False).decode()
+             for t in s["json"]["texts"]]
+    kinds = {t["source"]["id"].split(":")[0] for t in texts}
+    assert kinds <= {str(bts), str(ts)} and len(kinds) == 2
+    assert all(t["text"].upper() in {"HARBOUR", "BAKERY", "TICKETS"} for t in texts)

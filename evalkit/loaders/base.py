@@ -55,7 +55,16 @@ class Loader:
         raise NotImplementedError
 
     def items(self, limit: int | None = None) -> Iterator:
-        for i, k in enumerate(self.keys()):
-            if limit is not None and i >= limit:
+        """Items in key order; an item whose annotation is bad is raised, or skipped and counted
+        with ``skip_bad``. ``limit`` counts yielded items."""
+        n = 0
+        for k in self.keys():
+            if limit is not None and n >= limit:
                 return
-            yield self.item(k)
+            try:
+                it = self.item(k)
+            except AnnotationError as e:
+                self.bad(e)
+                continue
+            n += 1
+            yield it

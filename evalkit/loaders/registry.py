@@ -10,12 +10,12 @@ LOADERS = Registry("benchmark format", {
     "icdar2015": "evalkit.loaders.icdar2015:ICDAR2015Loader",
     "totaltext": "evalkit.loaders.totaltext:TotalTextLoader",
     "cute80": "evalkit.loaders.cute80:CUTE80Loader",
-    "textzoom": "evalkit.loaders.textzoom:TextZoomLoader",
-    "realsr-v3": "evalkit.loaders.srpairs:RealSRV3Loader",
-    "sr-pairs": "evalkit.loaders.srpairs:SRPairsLoader",
-    "div2k-valid": "evalkit.loaders.srpairs:DIV2KValidLoader",
-    "folder-bench": "evalkit.loaders.srpairs:FolderBenchLoader",
-    "ftsr-tadisr": "evalkit.loaders.ftsr:FTSRLoader",
+    "textzoom": "evalkit.loaders.textzoom:TextZoom",
+    "realsr-v3": "evalkit.loaders.srpairs:RealSRV3",
+    "sr-pairs": "evalkit.loaders.srpairs:SRPairs",
+    "div2k-valid": "evalkit.loaders.srpairs:DIV2KValid",
+    "folder-bench": "evalkit.loaders.srpairs:FolderBench",
+    "ftsr-tadisr": "evalkit.loaders.ftsr:FTSRTadisr",
 })
 
 

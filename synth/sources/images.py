@@ -242,6 +242,84 @@ class TextSegWords:
         return self.items[i][1]
 
 
+class ImageMaskCrops:
+    """Text crops with ground-truth glyph masks from an image + text-mask dataset such as BTS
+    (Xu et al., "BTS: A Bi-lingual Benchmark for Text Segmentation in the Wild", CVPR 2022):
+    ``image/<name>.jpg`` + ``semantic_label/<name>.png`` (text pixels non-zero). Item ``i`` is
+    image ``i``'s largest text region: mask pixels joined into lines by a horizontal closing,
+    cut on their bounding box with a margin. The dataset's own mask is the glyph mask; the
+    transcription is what the OCR engine reads on the crop, which the OCR filter then checks
+    against the masked glyphs (as for the embedded page words). We did not verify whether BTS's
+    release also carries word transcriptions; if it does, reading them would replace the OCR
+    pseudo-label."""
+
+    def __init__(self, root: Path, ocr=None, name: str = "", margin: int = 4):
+        self.root = Path(root)
+        self.ocr = ocr
+        self.name = name or str(root)
+        self.margin = margin
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, str] | None] = {}
+
+    @cached_property
+    def names(self) -> list[tuple[Path, Path]]:
+        img_dir, lab_dir = self.root / "image", self.root / "semantic_label"
+        if not img_dir.is_dir() or not lab_dir.is_dir():
+            raise DatasetError(f"image+mask source {self.name!r}: expected image/ and semantic_label/ under {self.root}")
+        out = []
+        for p in sorted(img_dir.iterdir()):
+            m = lab_dir / f"{p.stem}.png"
+            if p.suffix.lower() in IMAGE_EXTS and m.is_file():
+                out.append((p, m))
+        if not out:
+            raise DatasetError(f"image+mask source {self.name!r}: no image with a semantic_label/<name>.png mask")
+        return out
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def item_id(self, i: int) -> str:
+        return f"{self.name}:{self.names[i][0].stem}"
+
+    def _region(self, i: int):
+        if i in self._cache:
+            return self._cache[i]
+        import cv2
+
+        img_p, mask_p = self.names[i]
+        img, mask = cv2.imread(str(img_p), cv2.IMREAD_COLOR), cv2.imread(str(mask_p), cv2.IMREAD_GRAYSCALE)
+        found = None
+        if img is not None and mask is not None and mask.shape == img.shape[:2] and (mask > 0).any():
+            on = (mask > 0).astype(np.uint8)
+            rows = np.flatnonzero(on.any(1))
+            k = max(3, (rows[-1] - rows[0] + 1) // 8)
+            lines = cv2.morphologyEx(on, cv2.MORPH_CLOSE, np.ones((3, 2 * k + 1), np.uint8))
+            n, _, stats, _ = cv2.connectedComponentsWithStats(lines)
+            if n > 1:
+                j = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+                x, y, w, h = stats[j, :4]
+                m, H, W = self.margin, *on.shape
+                sl = (slice(max(0, y - m), min(H, y + h + m)), slice(max(0, x - m), min(W, x + w + m)))
+                crop = np.ascontiguousarray(img[sl][:, :, ::-1])
+                text = ""
+                if self.ocr is not None:
+                    text = self.ocr.recognize([crop])[0][0].strip()
+                found = (crop, np.where(mask[sl] > 0, 255, 0).astype(np.uint8), text)
+        self._cache[i] = found
+        return found
+
+    def load(self, i: int):
+        r = self._region(i)
+        return b"" if r is None else r[0]
+
+    def mask(self, i: int):
+        r = self._region(i)
+        return None if r is None else r[1]
+
+    def label(self, i: int) -> str:
+        r = self._region(i)
+        return "" if r is None else r[2]
+
+
 def split_words(line: np.ndarray, label: str, margin: int = 3) -> list[tuple[np.ndarray, str]]:
     """Cut a dark-on-light text line into word crops at its widest column gaps.
 
@@ -345,7 +423,7 @@ def open_source(spec, *, catalog: dict[str, DatasetEntry] | None = None, ocr=Non
                                "skimage-photos, skimage-page-lines, or give path: and format:)")
         entry = catalog[spec.name]
     root = entry.require_root()
-    if not want_labels and entry.format == "textseg":
+    if not want_labels and entry.format in ("textseg", "image-mask"):
         raise DatasetError(f"source {entry.name!r} is a text-crop source (textseg), not backgrounds")
     if want_labels and entry.format == "image-folder":
         raise DatasetError(f"source {entry.name!r} is an image-folder; text crops need ctr-lmdb or folder-labels")
@@ -357,4 +435,6 @@ def open_source(spec, *, catalog: dict[str, DatasetEntry] | None = None, ocr=Non
         return FolderLabels(root, entry.labels or spec.labels, entry.name)
     if entry.format == "textseg":
         return TextSegWords(root, entry.name)
+    if entry.format == "image-mask":
+        return ImageMaskCrops(root, ocr=ocr, name=entry.name)
     raise DatasetError(f"source {entry.name!r}: unknown format {entry.format!r}")
