@@ -156,20 +156,23 @@ def _open(cfg: ScoreConfig) -> Bench:
 
 
 def _build_model(cfg: ScoreConfig, bench: Bench):
+    """The SR model at the benchmark's scale: interpolators take any scale, learned models check
+    theirs (``realesr-animevideov3`` takes 2, 3 or 4) and say so when it does not fit."""
     from models import create_sr
-    from models.sr.classical import ClassicalSR
 
     scale = cfg.scale or bench.scale
     opts = dict(weights=cfg.weights, device=cfg.device)
-    if cfg.model in ("bicubic", "lanczos", "nearest") or cfg.model.split("-tiny")[0] in ("bicubic", "lanczos", "nearest"):
-        opts["scale"] = scale or 4
+    if cfg.model.removesuffix("-tiny") in ("bicubic", "lanczos", "nearest"):
         opts.pop("device")
+        opts["scale"] = scale or 4
     else:
         opts["allow_download"] = cfg.allow_download
-    model = create_sr(cfg.model, **opts)
-    if scale and model.scale != scale and not isinstance(model, ClassicalSR):
-        raise ScoreError(f"--model {cfg.model} is ×{model.scale} but the benchmark is ×{scale}")
-    return model
+        if scale:
+            opts["scale"] = scale
+    try:
+        return create_sr(cfg.model, **opts)
+    except ValueError as e:
+        raise ScoreError(f"--model {cfg.model}: {e}") from None
 
 
 def _build_metrics(cfg: ScoreConfig, engine):
