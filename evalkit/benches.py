@@ -54,13 +54,9 @@ def read_rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
-def _decode(data: bytes, flags: int) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-
-
 def synth_corpus(root: Path, limit: int | None = None) -> Bench:
     """A ``synth build`` output directory: every sample of its shards, with its GT polygons."""
-    from synth.export import iter_samples
+    from synth.export import iter_samples, read_sample_images
     from synth.shards import read_manifest
 
     m = read_manifest(root)
@@ -73,12 +69,10 @@ def synth_corpus(root: Path, limit: int | None = None) -> Bench:
         for i, (key, f) in enumerate(iter_samples(root)):
             if limit is not None and i >= limit:
                 return
-            meta = json.loads(f["json"])
+            hr, lr, mask, meta = read_sample_images(f)
             texts = [TextInstance(np.array(t["polygon"], np.float32), t["text"], False, t.get("language", ""))
                      for t in meta.get("texts", [])]
-            yield BenchItem(key=key, hr=_decode(f["hr.png"], cv2.IMREAD_COLOR)[:, :, ::-1].copy(),
-                            lr=_decode(f["lr.png"], cv2.IMREAD_COLOR)[:, :, ::-1].copy(),
-                            mask=_decode(f["mask.png"], cv2.IMREAD_GRAYSCALE), texts=texts,
+            yield BenchItem(key=key, hr=np.ascontiguousarray(hr), lr=np.ascontiguousarray(lr), mask=mask, texts=texts,
                             meta={"degradation": meta.get("degradation", {}).get("preset")})
 
     return Bench(name=f"synth:{root.name}", ident=ident, scale=m["recipe"]["degrade"]["scale"], items=items(),

@@ -75,7 +75,6 @@ def html_report(out: Path, summary: dict, bench_reopen, engine, worst: int = 8) 
     else:
         parts.append(f"<h2>Worst {len(pick)} images by OCR-A</h2>")
         bench = bench_reopen()
-        scale = summary.get("scale") or 1
         for it in bench.items:
             if it.key not in pick:
                 continue

@@ -22,6 +22,7 @@ import numpy as np
 from evalkit.benches import Bench, BenchError, folder_pairs, open_bench, read_rgb
 from evalkit.metrics.base import MetricUnavailable
 from evalkit.sample import EvalSample
+from synth.shards import write_json_atomic
 
 log = logging.getLogger("evalkit")
 
@@ -118,12 +119,6 @@ def load_metric_state(metric, state: dict) -> None:
     for k, v in state.items():
         cur = getattr(metric, k, None)
         setattr(metric, k, tuple(v) if isinstance(cur, tuple) else v)
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _versions() -> dict:
@@ -269,7 +264,7 @@ def score(cfg: ScoreConfig) -> dict:
                         rec.update(m.update(sample))
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 n_done += 1
-        _write_json(state_file, {"done": n_done, "metrics_names": list(metrics),
+        write_json_atomic(state_file, {"done": n_done, "metrics_names": list(metrics),
                                  "metrics": {k: metric_state(m) for k, m in metrics.items()}})
         bar.update(len(batch))
 
@@ -303,7 +298,7 @@ def score(cfg: ScoreConfig) -> dict:
         "seconds": round(time.perf_counter() - t0, 2),
         "versions": _versions(),
     }
-    _write_json(out / "summary.json", summary)
+    write_json_atomic(out / "summary.json", summary)
     from evalkit.report import write_reports
 
     write_reports(out, summary, bench_reopen=lambda: _open(cfg), engine=engine, worst=cfg.report_worst)

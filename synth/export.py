@@ -1,7 +1,6 @@
 """``synth export``: corpus shards -> other projects' folder layouts."""
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from pathlib import Path
@@ -76,4 +75,4 @@ def read_sample_images(fields: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray
     hr = _decode(fields["hr.png"], cv2.IMREAD_COLOR)[:, :, ::-1]
     lr = _decode(fields["lr.png"], cv2.IMREAD_COLOR)[:, :, ::-1]
     mask = _decode(fields["mask.png"], cv2.IMREAD_GRAYSCALE)
-    return hr, lr, mask, json.loads(io.BytesIO(fields["json"]).read())
+    return hr, lr, mask, json.loads(fields["json"])

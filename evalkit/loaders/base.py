@@ -25,6 +25,19 @@ class AnnotationError(ValueError):
         self.path, self.line, self.problem = str(path), line, problem
 
 
+def read_image(path: Path | str):
+    """RGB uint8 HxWx3 of an image a loader lists, or ``AnnotationError`` naming the file."""
+    from evalkit.benches import BenchError, read_rgb
+
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(path, None, "image file is missing")
+    try:
+        return read_rgb(path)
+    except BenchError:
+        raise AnnotationError(path, None, "cannot be read as an image (truncated or not an image)") from None
+
+
 class Loader:
     """Subclasses set ``has_lr`` / ``has_texts`` and implement ``keys()`` and ``item(key)``."""
 
@@ -46,6 +59,9 @@ class Loader:
             raise err
         log.warning("skipped: %s", err)
         self.skipped.append(str(err))
+
+    def read_image(self, path: Path | str):
+        return read_image(path)
 
     def keys(self) -> list[str]:
         raise NotImplementedError

@@ -36,8 +36,7 @@ import cv2
 import numpy as np
 
 from evalkit.benches import BenchItem
-from evalkit.loaders.base import AnnotationError, Loader
-from evalkit.loaders.srpairs import read_image
+from evalkit.loaders.base import AnnotationError, Loader, read_image
 
 _NAME = re.compile(r"^\d{7}$")
 

@@ -54,17 +54,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.benches import BenchError, BenchItem, _by_stem, read_rgb
-from evalkit.loaders.base import AnnotationError, Loader
+from evalkit.benches import BenchError, BenchItem, _by_stem
+from evalkit.loaders.base import AnnotationError, Loader, read_image
 from evalkit.sample import TextInstance
-
-
-def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 HxWx3, or ``AnnotationError`` naming the file."""
-    try:
-        return read_rgb(path)
-    except BenchError:
-        raise AnnotationError(path, None, "cannot be read as an image (missing, truncated or not an image)") from None
 
 
 def check_pair(hr: np.ndarray, lr: np.ndarray, scale: int, lr_path: Path, *, allow_same_size: bool = False) -> dict:

@@ -145,16 +145,6 @@ class TextSetLoader(Loader):
             raise KeyError(f"{self.entry.name}: no item {key!r}")
         return self._index[key]
 
-    def read_image(self, path: Path) -> np.ndarray:
-        from evalkit.benches import BenchError, read_rgb
-
-        if not Path(path).is_file():
-            raise AnnotationError(path, None, "image file is missing")
-        try:
-            return read_rgb(Path(path))
-        except BenchError:
-            raise AnnotationError(path, None, "cannot read as an image") from None
-
 
 # ---------------------------------------------------------------- ICDAR 2015
 
