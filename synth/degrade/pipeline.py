@@ -246,11 +246,39 @@ def _add_noise(img: np.ndarray, rng: np.random.Generator, gaussian_prob: float, 
         levels = np.count_nonzero(np.bincount(q.ravel(), minlength=256))
         vals = float(2 ** math.ceil(math.log2(levels)))
         lam = (np.arange(256, dtype=np.float64) * (vals / 255.0))[q]
-        noise = (rng.poisson(lam) - lam) * (scale / vals)
+        noise = (_poisson(rng, q, vals / 255.0) - lam) * (scale / vals)
         out = img + noise.astype(np.float32)
         params = {"type": "poisson", "sigma": None, "poisson_scale": scale, "gray": gray}
     np.clip(out, 0.0, 1.0, out=out)
     return out, params
+
+
+def _poisson(rng: np.random.Generator, q: np.ndarray, step: float) -> np.ndarray:
+    """Poisson counts with mean ``q * step`` per pixel, by inverting each level's CDF at one
+    uniform per pixel. ``rng.poisson`` would draw the same distribution, but its use of the
+    stream depends on the pixel values, so two images that differ in a few pixels (text variants
+    of one scene) would get different noise everywhere; here every pixel's noise depends on its own
+    value and its own uniform only."""
+    from scipy.special import gammaln
+
+    u = rng.random(q.shape)
+    flat, uf = q.ravel(), u.ravel()
+    counts = np.bincount(flat, minlength=256)
+    present = np.flatnonzero(counts)
+    lams = present * step
+    k = np.arange(int(lams.max() + 12 * math.sqrt(lams.max()) + 12), dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):  # level 0: fixed on the next line
+        logpmf = k[None, :] * np.log(lams)[:, None] - lams[:, None] - gammaln(k + 1)[None, :]
+    logpmf[lams == 0] = np.where(k == 0, 0.0, -np.inf)
+    cdf = np.cumsum(np.exp(logpmf), axis=1)
+    out = np.empty(flat.shape, np.float64)
+    order = np.argsort(flat, kind="stable")
+    start = 0
+    for row, level in enumerate(present):
+        idx = order[start:start + counts[level]]
+        start += counts[level]
+        out[idx] = np.searchsorted(cdf[row], uf[idx], side="left")
+    return out.reshape(q.shape)
 
 
 def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
