@@ -273,6 +273,28 @@ class TextRenderer:
                 4,
             )
 
+        return self._draw(text, lang, font, size, stroke, fill_rgb, outline_rgb, angle, curv)
+
+    def rerender(self, patch: TextPatch, text: str) -> TextPatch | None:
+        """A rendered ``patch`` drawn again with another ``text``: the same font, size, colours,
+        outline, rotation and bend (read from ``patch.source``). None when the font has no glyph
+        for a character of ``text`` or nothing could be drawn."""
+        s = patch.source
+        if s.get("kind") != "rendered":
+            raise ValueError(f"rerender needs a rendered patch, got source kind {s.get('kind')!r}")
+        font = next((f for f in self.fonts if f.name == s["font"]), None)
+        if font is None or not font.covers(text):
+            return None
+        out = self._draw(text, patch.language, font, int(s["font_size_px"]), int(s["outline_px"]),
+                         np.array(s["fill_rgb"]), None if s["outline_rgb"] is None else np.array(s["outline_rgb"]),
+                         float(s["rotation_deg"]), float(s["curvature"]))
+        if out is not None:
+            out.source = {**s, **{k: v for k, v in out.source.items() if k not in s}}
+        return out
+
+    def _draw(self, text: str, lang: str, font: Font, size: int, stroke: int, fill_rgb: np.ndarray,
+              outline_rgb: np.ndarray | None, angle: float, curv: float) -> TextPatch | None:
+        cfg = self.cfg
         # 1. coverage in the flat text frame: `full` = fill ∪ outline, `fill` = fill only.
         pil = _pil_font(font.path, font.index, size)
         left, top, right, bottom = pil.getbbox(text, stroke_width=stroke)

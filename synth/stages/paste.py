@@ -54,10 +54,16 @@ class PasteStage:
     def process(self, bg: np.ndarray, patches: list[TextPatch], rng: np.random.Generator):
         """-> (hr RGB uint8, mask uint8 {0,255}, instances, n_skipped). Raises Rejected when no
         patch fits."""
-        out = bg.astype(np.float32)
-        mask = np.zeros(bg.shape[:2], np.uint8)
-        occ = np.zeros(bg.shape[:2], bool)
-        instances, skipped = [], 0
+        placed, instances, skipped = self.place(patches, rng)
+        hr, mask = composite(bg, placed)
+        return hr, mask, instances, skipped
+
+    def place(self, patches: list[TextPatch], rng: np.random.Generator):
+        """Choose where each patch goes. -> (placed [(x, y, patch)], instances, n_skipped);
+        ``placed`` is what :func:`composite` draws, so variants of the same patches (distorted
+        text, say) can be drawn at the same places. Raises Rejected when no patch fits."""
+        occ = np.zeros((self.hr, self.hr), bool)
+        placed, instances, skipped = [], [], 0
         limit = self.cfg.max_fraction * self.hr
         for p in patches:
             h, w = p.rgb.shape[:2]
@@ -65,7 +71,7 @@ class PasteStage:
                 p = _resize_patch(p, limit / max(h, w))
                 h, w = p.rgb.shape[:2]
             fp = self._footprint(p)
-            placed = None
+            spot = None
             # keep the patch and its polygon (a rotated box may poke past the patch) on the canvas
             qx0, qy0 = np.minimum(p.quad.min(0), 0)
             qx1, qy1 = np.maximum(p.quad.max(0), (w, h))
@@ -79,22 +85,33 @@ class PasteStage:
                 x = int(rng.integers(xlo, xhi + 1))
                 region, claim = self._clip(occ, fp, x, y)
                 if not (region & claim).any():
-                    placed = (x, y)
+                    spot = (x, y)
                     break
-            if placed is None:
+            if spot is None:
                 skipped += 1
                 continue
-            x, y = placed
+            x, y = spot
             region, claim = self._clip(occ, fp, x, y)
             region |= claim
-            a = p.alpha[:, :, None]
-            out[y:y + h, x:x + w] = out[y:y + h, x:x + w] * (1.0 - a) + p.rgb.astype(np.float32) * a
-            np.maximum(mask[y:y + h, x:x + w], p.mask, out=mask[y:y + h, x:x + w])
+            placed.append((x, y, p))
             quad = p.quad + np.array([x, y], np.float32)
             instances.append({"text": p.text, "language": p.language,
                               "polygon": [[round(float(u), 2), round(float(v), 2)] for u, v in quad],
                               "source": p.source})
         if not instances:
             raise Rejected(STAGE, "no-room", f"none of {len(patches)} patches fit")
-        hr = np.clip(np.round(out), 0, 255).astype(np.uint8)
-        return hr, mask, instances, skipped
+        return placed, instances, skipped
+
+
+def composite(bg: np.ndarray, placed: list[tuple[int, int, TextPatch]]) -> tuple[np.ndarray, np.ndarray]:
+    """Alpha-composite placed patches onto ``bg`` -> (RGB uint8, glyph mask uint8 {0,255}).
+    Pixels no patch's alpha touches keep the background's exact values."""
+    out = bg.astype(np.float32)
+    mask = np.zeros(bg.shape[:2], np.uint8)
+    for x, y, p in placed:
+        h, w = p.rgb.shape[:2]
+        a = p.alpha[:, :, None]
+        out[y:y + h, x:x + w] = out[y:y + h, x:x + w] * (1.0 - a) + p.rgb.astype(np.float32) * a
+        np.maximum(mask[y:y + h, x:x + w], p.mask, out=mask[y:y + h, x:x + w])
+    hr = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    return hr, mask
