@@ -1,0 +1,3 @@
+from models.caption.registry import CAPTIONERS, create_captioner, list_captioners
+
+__all__ = ["CAPTIONERS", "create_captioner", "list_captioners"]
