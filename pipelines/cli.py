@@ -71,6 +71,7 @@ def _cmd_build(a) -> int:
 
 
 def _cmd_list(a) -> int:
+    from models.caption import list_captioners
     from models.ocr import list_ocr
     from models.seg import list_segmenters
     from models.sr import list_sr
@@ -79,10 +80,11 @@ def _cmd_list(a) -> int:
 
     stages = ["background (text-free HR crops, OCR-rejected if text)", "render (wordfreq + fonts)",
               "crop-source (CTR LMDB / folder+labels / skimage page lines)", "segment", "ocr-filter",
-              "upscale", "paste", "degrade", "write (webdataset shards)"]
+              "upscale", "paste", "degrade", "distort (glyph: text-distorted variants)",
+              "guidance (glyph: positions, prompts, LR OCR, caption)", "write (webdataset shards)"]
     for title, items in (("recipes", list_recipes()), ("stages", stages), ("ocr engines", list_ocr()),
-                         ("segmenters", list_segmenters()), ("degradation presets", sorted(PRESETS)),
-                         ("upscale models", list_sr())):
+                         ("segmenters", list_segmenters()), ("captioners", list_captioners()),
+                         ("degradation presets", sorted(PRESETS)), ("upscale models", list_sr())):
         print(f"{title}:")
         for it in items:
             print(f"  {it}")

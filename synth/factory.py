@@ -7,6 +7,7 @@ any number of workers, in any order, and a resumed build regenerates exactly wha
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections import Counter, OrderedDict
@@ -16,7 +17,8 @@ import cv2
 import numpy as np
 
 from synth.imageio import decode_image, encode_png
-from synth.recipe import Recipe
+from synth.recipe import CaptionConfig, Recipe
+from synth.stages.paste import composite
 from synth.types import Rejected, TextPatch
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -86,6 +88,13 @@ class SampleFactory:
             self.ocr_filter = OCRFilterStage(r.text.crops, self.ocr)
             self.upscale = UpscaleStage(r.upscale)
         self.paste = PasteStage(r.text, r.backgrounds.hr_size)
+        self.glyph = None
+        if r.glyph is not None:
+            from synth.stages.glyph import GlyphStage
+
+            captioner, note = _captioner(r.glyph.caption)
+            self.glyph = GlyphStage(r.glyph, self.degrade, self.renderer, self.ocr,
+                                    [s for _, s in bg_sources], captioner=captioner, caption_note=note)
         self._ready = True
         return self
 
@@ -147,17 +156,26 @@ class SampleFactory:
         rng = np.random.default_rng([r.seed, index, attempt])
         bg, bg_info = self.background.sample(rng)
         patches = self._patches(rng, counts, examples)
-        hr, mask, instances, skipped = self.paste.process(bg, patches, rng)
+        placed, instances, skipped = self.paste.place(patches, rng)
+        hr, mask = composite(bg, placed)
         if skipped:
             counts["paste/patch-did-not-fit"] += skipped
+        deg_rng = copy.deepcopy(rng) if self.glyph else None  # the LR's draw, for the distorted scene
         lr, deg = self.degrade.process(hr, rng)
+        extra: dict[str, bytes] = {}
+        glyph_meta = None
+        if self.glyph:
+            extra, glyph_meta = self.glyph.process(bg=bg, hr=hr, lr=lr, placed=placed, instances=instances,
+                                                   bg_info=bg_info, rng=rng, deg_rng=deg_rng)
         meta = {
             "key": key, "index": index, "attempt": attempt, "recipe": r.name,
             "recipe_hash": self.recipe_hash, "seed": r.seed, "scale": r.degrade.scale,
             "hr_size": list(hr.shape[:2]), "background": bg_info, "texts": instances,
             "degradation": deg,
         }
-        return {"hr.png": encode_png(hr), "lr.png": encode_png(lr), "mask.png": encode_png(mask),
+        if glyph_meta is not None:
+            meta["glyph"] = glyph_meta
+        return {"hr.png": encode_png(hr), "lr.png": encode_png(lr), "mask.png": encode_png(mask), **extra,
                 "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")}
 
     def make(self, index: int) -> SampleResult:
@@ -175,6 +193,20 @@ class SampleFactory:
                 _count(res.counts, res.examples, Rejected("error", type(e).__name__, f"{key}: {e}"))
         res.counts["sample/failed-all-attempts"] += 1
         return res
+
+
+def _captioner(cfg: CaptionConfig):
+    """The recipe's captioning model, or (None, why) when its weights are missing and the recipe
+    allows the metadata fallback."""
+    from models.caption import create_captioner
+    from models.weights import WeightsMissingError
+
+    try:
+        return create_captioner(cfg.model, weights=cfg.weights or None), ""
+    except WeightsMissingError as e:
+        if cfg.fallback != "metadata":
+            raise
+        return None, f"{cfg.model}: weights not found ({str(e).splitlines()[0]})"
 
 
 def _count(counts: Counter, examples: dict, r: Rejected) -> None:
@@ -203,6 +235,16 @@ def check_recipe(recipe: Recipe, catalog=None) -> None:
         raise ValueError(f"text.instances must be [min, max] with 1 <= min <= max, got {[lo, hi]}")
     for s in recipe.backgrounds.sources:
         len(open_source(s, catalog=catalog, want_labels=False))
+    if recipe.glyph is not None:
+        from models.caption import CAPTIONERS
+
+        CAPTIONERS.target(recipe.glyph.caption.model)
+        if recipe.glyph.caption.fallback not in ("metadata", "error"):
+            raise ValueError(f"glyph.caption.fallback must be 'metadata' or 'error', got {recipe.glyph.caption.fallback!r}")
+        for s in recipe.glyph.extra_scales:
+            if s not in (2, 4, 8) or recipe.backgrounds.hr_size % s:
+                raise ValueError(f"glyph.extra_scales: {s} must be 2, 4 or 8 and divide backgrounds.hr_size "
+                                 f"{recipe.backgrounds.hr_size}")
     if recipe.text.rendered_prob < 1.0:
         SEGMENTERS.target(recipe.segmenter)
         for s in recipe.text.crops.sources:

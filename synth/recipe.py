@@ -95,6 +95,41 @@ class DegradeSpec:
 
 
 @dataclass(frozen=True)
+class TextDistortConfig:
+    """How the text-distorted variants (GLYPH-SR's P⁻) corrupt each text instance. Every instance
+    gets at least one operation; all of them act on the patch before it is composited, and the
+    result is kept only within ``reach_px`` of the instance's clean glyph mask."""
+
+    substitute_prob: float = 0.6        # swap characters for visually confusable ones (rendered text)
+    max_substitutions: int = 2
+    morph_prob: float = 0.4             # stroke erosion or dilation (half each)
+    morph_px: tuple[int, int] = (1, 2)  # structuring-element radius, px
+    blur_prob: float = 0.3              # local Gaussian blur of the text
+    blur_sigma: tuple[float, float] = (1.0, 2.5)
+    warp_prob: float = 0.3              # smooth random displacement of the glyphs
+    warp_px: tuple[float, float] = (1.0, 3.0)
+    reach_px: int = 8                   # distortion never changes pixels farther than this from glyphs
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    model: str = "blip-base"            # a models.caption captioner; its weights go through the resolver
+    weights: str = ""                   # an explicit model folder (else: $TEXTSR_WEIGHTS, HF cache, …)
+    fallback: str = "metadata"          # "metadata": a caption from the background source's metadata;
+                                        # "error": stop when the model's weights are missing
+
+
+@dataclass(frozen=True)
+class GlyphConfig:
+    """The GLYPH-SR corpus additions to a sample (see recipes/glyph.yaml)."""
+
+    extra_scales: tuple[int, ...] = (8,)          # LR members beyond degrade.scale: lr_x8.png
+    distort: TextDistortConfig = TextDistortConfig()
+    ocr_min_score: float = 0.5                    # LR OCR lines below this recognition score are dropped
+    caption: CaptionConfig = CaptionConfig()
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str = "ftsr"
     seed: int = 0
@@ -106,9 +141,13 @@ class Recipe:
     text: TextConfig = TextConfig()
     upscale: UpscaleConfig = UpscaleConfig()
     degrade: DegradeSpec = DegradeSpec()
+    glyph: GlyphConfig | None = None    # set: the GLYPH-SR corpus (four variants, text guidance)
 
     def to_dict(self) -> dict:
-        return _to_jsonable(dataclasses.asdict(self))
+        d = _to_jsonable(dataclasses.asdict(self))
+        if d.get("glyph") is None:
+            d.pop("glyph", None)  # recipes without it keep the hash they had before it existed
+        return d
 
     def hash(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False).encode()

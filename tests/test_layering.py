@@ -12,12 +12,12 @@ def _imported_after(stmt: str) -> set[str]:
 
 
 @pytest.mark.parametrize("stmt", ["import synth.factory, synth.stages.paste, synth.degrade, synth.sources.rendered",
-                                  "import models.ocr, models.seg, models.sr, models.weights", "import evalkit"])
+                                  "import models.ocr, models.seg, models.sr, models.weights, models.caption", "import evalkit"])
 def test_only_pipelines_imports_ray(stmt):
     mods = _imported_after(stmt)
     assert "ray" not in mods and "diffusers" not in mods and "paddle" not in mods
 
 
 def test_package_inits_import_nothing_heavy():
-    mods = _imported_after("import models, models.ocr, models.seg, models.sr, synth, evalkit, pipelines")
+    mods = _imported_after("import models, models.ocr, models.seg, models.sr, models.caption, synth, evalkit, pipelines")
     assert not {"torch", "onnxruntime", "rapidocr_onnxruntime", "ray", "cv2"} & mods

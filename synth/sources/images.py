@@ -8,6 +8,7 @@ same item on every worker.
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 
@@ -35,6 +36,18 @@ class SkimagePhotos:
 
     def item_id(self, i: int) -> str:
         return f"skimage:{self.names[i]}"
+
+    def describe(self, item_id: str) -> str | None:
+        """The image's own description (scikit-image's docstring line), for metadata captions."""
+        if not item_id.startswith("skimage:"):
+            return None
+        name = item_id.split(":", 1)[1]
+        if name == "grace_hopper":
+            return "Portrait photo of Grace Hopper in uniform."
+        import skimage.data
+
+        doc = (getattr(skimage.data, name, None).__doc__ or "").strip()
+        return doc.splitlines()[0].strip() if doc else None
 
     def load(self, i: int):
         name = self.names[i]
@@ -76,6 +89,17 @@ class ImageFolder:
 
     def load(self, i: int) -> bytes:
         return (self.root / self.files[i]).read_bytes()
+
+    def describe(self, item_id: str) -> str | None:
+        """Words of a descriptive file name ("red_fox-in-snow.jpg" -> "Red fox in snow."), for
+        metadata captions; None for names without a word (DIV2K's "0801.png")."""
+        prefix = f"{self.name}:"
+        if not item_id.startswith(prefix):
+            return None
+        words = re.sub(r"[_\-.]+", " ", Path(item_id[len(prefix):]).stem).strip()
+        if not re.search(r"[^\W\d_]{3,}", words):
+            return None
+        return words[0].upper() + words[1:] + "."
 
 
 _LMDB_ENVS: dict = {}
