@@ -1,10 +1,11 @@
-"""Throughput and memory of `synth build --recipe ftsr` (512² HR, ×4) on the embedded default.
+"""Throughput and memory of `synth build --recipe ftsr` (512² HR, ×4) on the embedded default;
+with ``--recipe glyph``, that recipe's rate against ftsr's, measured in the same run.
 
 Each configuration runs in its own process. Printed: samples/s with 1 and 2 Ray workers after
 the workers' set-up (scaling efficiency = rate₂ / (2·rate₁)), and the peak RSS of the driver and
 of all Ray worker processes for a small and a 4× larger --num, to show memory stays flat.
 
-    .venv/bin/python benchmarks/bench_build.py [--num 48] [--big 192]
+    .venv/bin/python benchmarks/bench_build.py [--num 48] [--big 192] [--recipe glyph]
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import threading
 import time
 
 
-def _one(num: int, workers: int, chunk: int) -> dict:
+def _one(num: int, workers: int, chunk: int, recipe_name: str = "ftsr") -> dict:
     import psutil
 
     from models.datasets import load_catalog
@@ -58,7 +59,7 @@ def _one(num: int, workers: int, chunk: int) -> dict:
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()
-    recipe = load_recipe("ftsr")
+    recipe = load_recipe(recipe_name)
     ex = TimedRay(recipe, catalog=load_catalog(), workers=workers)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
@@ -74,8 +75,8 @@ def _one(num: int, workers: int, chunk: int) -> dict:
             "driver_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _spawn(num: int, workers: int, chunk: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--one", str(num), str(workers), str(chunk)],
+def _spawn(num: int, workers: int, chunk: int, recipe: str = "ftsr") -> dict:
+    out = subprocess.run([sys.executable, __file__, "--one", str(num), str(workers), str(chunk), "--recipe", recipe],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -85,10 +86,22 @@ def main():
     ap.add_argument("--num", type=int, default=48)
     ap.add_argument("--big", type=int, default=192)
     ap.add_argument("--chunk", type=int, default=4)
+    ap.add_argument("--recipe", default="ftsr",
+                    help="another recipe (e.g. glyph) is timed with 2 workers against ftsr in the same run")
     ap.add_argument("--one", nargs=3, type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(_one(*a.one)))
+        print(json.dumps(_one(*a.one, recipe_name=a.recipe)))
+        return
+    if a.recipe != "ftsr":
+        base, other = _spawn(a.num, 2, a.chunk), _spawn(a.num, 2, a.chunk, a.recipe)
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; 512² ×4, "
+              f"embedded default, 2 workers, --num {a.num}")
+        print("| recipe | set-up s | samples/s overall | samples/s steady | workers' peak RSS MiB |")
+        print("|---|---|---|---|---|")
+        for name, r in (("ftsr", base), (a.recipe, other)):
+            print(f"| {name} | {r['setup_s']:.1f} | {r['rate']:.2f} | {r['steady']:.2f} | {r['worker_peak_mib']:.0f} |")
+        print(f"{a.recipe} costs {base['steady'] / other['steady']:.2f}x the time per sample of ftsr (steady)")
         return
     runs = [_spawn(a.big, 1, a.chunk), _spawn(a.big, 2, a.chunk), _spawn(a.num, 2, a.chunk)]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; recipe ftsr 512² ×4, embedded default")
