@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from models.weights import WeightsChecksumError, WeightsFile, WeightsMissingError, fetch_command, resolve
+from models.weights import (WeightsChecksumError, WeightsFile, WeightsFolder, WeightsMissingError, fetch_command,
+                            fetch_folder_command, resolve, resolve_folder)
 
 
 @dataclass
@@ -31,8 +32,25 @@ def _sr_specs():
             yield specs[name]
 
 
-def _status(wf: WeightsFile, allow_download: bool = False) -> tuple[str, str]:
+def _family_weights():
+    """(name, files) of SR families that declare ``needs() -> {name: (WeightsFile | WeightsFolder, …)}``
+    instead of SRSpecs (the diffusion methods: a base model folder, the method's checkpoint, taggers)."""
+    from models.sr.registry import SR_MODELS
+
+    for name in SR_MODELS.names():
+        if name.endswith("-tiny"):
+            continue
+        module = importlib.import_module(SR_MODELS.target(name).split(":")[0])
+        files = module.needs().get(name) if hasattr(module, "needs") else None
+        if files:
+            yield name, files
+
+
+def _status(wf, allow_download: bool = False) -> tuple[str, str]:
     try:
+        if isinstance(wf, WeightsFolder):
+            path = resolve_folder(wf, allow_download=allow_download)
+            return "present", str(path)
         path = resolve(wf, allow_download=allow_download)
     except WeightsMissingError:
         return "missing", ""
@@ -63,6 +81,13 @@ def weights_rows(pattern: str | None = None, allow_download: bool = False) -> li
 
             status, path, source = embedded_status(spec.embedded)
             rows.append(WeightsRow(f"sr:{spec.name}", f"{spec.embedded}.from-ncnn.pth", source, status, path))
+    for name, files in _family_weights():
+        if want(name):
+            for wf in files:
+                status, path = _status(wf, allow_download)
+                fetch = "" if path else (fetch_folder_command(wf) if isinstance(wf, WeightsFolder) else fetch_command(wf))
+                rows.append(WeightsRow(f"sr:{name}", wf.name + "/" if isinstance(wf, WeightsFolder) else wf.filename,
+                                       wf.source, status, path, fetch))
     from models.seg.hisam import SAM_TSS_DATASETS, hisam_weights, sam_encoder_weights, sam_tss_weights
 
     seg = {"hi-sam": [hisam_weights("vit_l"), sam_encoder_weights("vit_l")],

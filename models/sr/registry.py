@@ -15,6 +15,10 @@ _FAMILIES = {
                                    "realesr-animevideov3"),
     "models.sr.swinir:build": ("swinir-real-x4",),
     "models.sr.hat:build": ("hat-real-x4",),
+    "models.sr.osediff:build": ("osediff",),
+    "models.sr.pisasr:build": ("pisa-sr",),
+    "models.sr.codsr:build": ("codsr",),
+    "models.sr.seesr:build": ("seesr", "seesr-srsr"),
 }
 
 SR_MODELS = Registry("SR model")
