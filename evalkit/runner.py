@@ -56,6 +56,7 @@ class ScoreConfig:
     lr_preset: str = "bicubic"         # HR-only benchmarks: how their fixed LR is made
     lr_seed: int = 0
     skip_bad: bool = False             # log and skip malformed annotation lines
+    model_options: dict = field(default_factory=dict)  # passed to create_sr (timestep, prompt, base, tile…)
 
 
 def cache_dir() -> Path:
@@ -156,7 +157,7 @@ def _build_model(cfg: ScoreConfig, bench: Bench):
     from models import create_sr
 
     scale = cfg.scale or bench.scale
-    opts = dict(weights=cfg.weights, device=cfg.device)
+    opts = dict(weights=cfg.weights, device=cfg.device, **cfg.model_options)
     if cfg.model.removesuffix("-tiny") in ("bicubic", "lanczos", "nearest"):
         opts.pop("device")
         opts["scale"] = scale or 4
@@ -166,7 +167,7 @@ def _build_model(cfg: ScoreConfig, bench: Bench):
             opts["scale"] = scale
     try:
         return create_sr(cfg.model, **opts)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise ScoreError(f"--model {cfg.model}: {e}") from None
 
 

@@ -146,6 +146,21 @@ def synth_main(argv: list[str] | None = None) -> int:
 
 
 # -- evalkit -------------------------------------------------------------------------------------
+def _model_options(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--model-opt {item!r}: expected KEY=VALUE, e.g. timestep=200")
+        try:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            raise ValueError(f"--model-opt {item!r}: the value is not valid YAML") from None
+    return out
+
+
 def _cmd_elist(a) -> int:
     from models.ocr import list_ocr
     from models.seg import list_segmenters
@@ -182,7 +197,8 @@ def _cmd_score(a) -> int:
                       metrics=[m for m in (a.metrics or "").split(",") if m], limit=a.limit, device=a.device,
                       batch_size=a.batch_size, crop_border=a.crop_border, resume=a.resume, strict=a.strict,
                       ocr_engine=a.ocr, allow_download=a.allow_download, progress=not a.no_progress,
-                      datasets=a.datasets, lr_preset=a.lr_preset, lr_seed=a.lr_seed, skip_bad=a.skip_bad)
+                      datasets=a.datasets, lr_preset=a.lr_preset, lr_seed=a.lr_seed, skip_bad=a.skip_bad,
+                      model_options=_model_options(a.model_opt))
     from evalkit.compare import headline_keys
 
     s = score(cfg)
@@ -225,6 +241,9 @@ def evalkit_main(argv: list[str] | None = None) -> int:
     sc = sub.add_parser("score", help="score a model on a benchmark, or a folder of SR outputs")
     sc.add_argument("--model", help="SR model name (evalkit list); omit with --sr-dir")
     sc.add_argument("--weights", help="explicit checkpoint path for --model")
+    sc.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of --model, repeatable (values parsed as YAML), e.g. timestep=200, "
+                         "prompt=none, base=/path/to/sd-2-1-base, lambda_sem=0.5, tile=64")
     sc.add_argument("--bench", help="a synth corpus directory or a datasets.yaml benchmark name")
     sc.add_argument("--sr-dir", help="folder of SR outputs, paired with --hr-dir by file stem")
     sc.add_argument("--hr-dir", help="folder of HR references")

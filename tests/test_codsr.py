@@ -314,3 +314,34 @@ def test_evalkit_scores_codsr_tiny_on_folder_pairs(tmp_path):
     assert summary["model"] == "codsr-tiny" and summary["images"] == 2 and summary["errors"] == 0
     recs = [json.loads(ln) for ln in (out / "per_image.jsonl").read_text().splitlines()]
     assert len(recs) == 2 and all(np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 for r in recs)
+
+
+def test_evalkit_scores_codsr_tiny_on_a_synth_corpus_with_model_options(tmp_path, capsys):
+    """`evalkit score --model codsr-tiny --bench <corpus>`: a real (small) FTSR corpus, real OCR
+    metrics, and --model-opt reaching the model (recorded in summary.json)."""
+    from models.datasets import load_catalog
+    from pipelines.build import build
+    from pipelines.cli import evalkit_main
+    from pipelines.executors import LocalExecutor
+    from synth.recipe import load_recipe
+
+    recipe = load_recipe("ftsr", ["backgrounds.hr_size=128", "text.instances=[1, 1]", "text.rendered_prob=1.0",
+                                  "text.rendered.font_size_px=[28, 40]", "degrade.preset=bicubic"])
+    corpus = tmp_path / "corpus"
+    build(recipe, corpus, 2, executor=LocalExecutor(recipe, catalog=load_catalog()), progress=False)
+    runs = {}
+    for t in (100, 400):
+        out = tmp_path / f"run{t}"
+        rc = evalkit_main(["score", "--model", "codsr-tiny", "--bench", str(corpus), "--out", str(out),
+                           "--metrics", "psnr,ocr_a", "--device", "cpu", "--no-progress",
+                           "--model-opt", f"timestep={t}", "--model-opt", "color_fix=wavelet"])
+        assert rc == 0
+        s = json.loads((out / "summary.json").read_text())
+        assert s["images"] == 2 and s["errors"] == 0 and s["options"]["model_options"] == {
+            "timestep": t, "color_fix": "wavelet"}
+        assert 0.0 <= s["metrics"]["ocr_a"] <= 1.0
+        runs[t] = s["metrics"]["psnr"]
+    assert runs[100] != runs[400]
+    rc = evalkit_main(["score", "--model", "codsr-tiny", "--bench", str(corpus), "--out", str(tmp_path / "bad"),
+                       "--device", "cpu", "--no-progress", "--model-opt", "timestep=5000"])
+    assert rc == 2 and "timestep must be in [0, 999]" in capsys.readouterr().err
