@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from models.weights import (WeightsChecksumError, WeightsFile, WeightsFolder, WeightsMissingError, fetch_command,
+from models.weights import (WeightsChecksumError, WeightsFolder, WeightsMissingError, fetch_command,
                             fetch_folder_command, resolve, resolve_folder)
 
 

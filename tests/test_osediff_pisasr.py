@@ -186,7 +186,7 @@ def test_osediff_wrong_keys_raise_naming_them(osediff_ckpt, tmp_path):
         create_sr("osediff-tiny", device="cpu", weights=_write(
             tmp_path, sd, unet_lora_others_modules=sd["unet_lora_others_modules"] + ["mid_block.nowhere"]))
     with pytest.raises(CheckpointError, match=r"state_dict_unet.*of another shape \(e.g. conv_in.lora_A.default_encoder"
-                                              r".weight: checkpoint \(4, 4, 3, 3\) vs model \(8, 4, 3, 3\)"):
+                                              r".weight: checkpoint \(4, 4, 3, 3\) vs network \(8, 4, 3, 3\)"):
         create_sr("osediff-tiny", device="cpu", weights=_write(tmp_path, sd, rank_unet=8))
     no_rank = {k: v for k, v in sd.items() if k != "rank_vae"}
     torch.save(no_rank, tmp_path / "no_rank.pkl")

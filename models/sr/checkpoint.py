@@ -32,6 +32,24 @@ def read_state_dict(path: Path, keys: tuple[str, ...] = ("params_ema", "params")
     return sd, used
 
 
+def check_keys(own: dict, given: dict, what: str, hint: str) -> None:
+    """Raise CheckpointError("<what>: N missing (e.g. …); N unexpected …; N of another shape …. <hint>")
+    unless ``given`` has exactly the keys of ``own`` with the same shapes (both name -> tensor)."""
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    shape = [f"{k}: checkpoint {tuple(given[k].shape)} vs network {tuple(own[k].shape)}"
+             for k in own if k in given and tuple(given[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if shape:
+            parts.append(f"{len(shape)} of another shape (e.g. {shape[0]})")
+        raise CheckpointError(f"{what}: " + "; ".join(parts) + f". {hint}")
+
+
 def load_into(net, path: Path, keys: tuple[str, ...] = ("params_ema", "params"),
               adapt: Callable[[dict, object], dict] | None = None) -> dict:
     """Load ``path`` into ``net`` with every key matched (none silently ignored); returns a
@@ -42,20 +60,7 @@ def load_into(net, path: Path, keys: tuple[str, ...] = ("params_ema", "params"),
             sd = adapt(sd, net)
         except ValueError as e:
             raise CheckpointError(f"{path}: {e}") from None
-    own = net.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shape = [f"{k}: checkpoint {tuple(sd[k].shape)} vs network {tuple(own[k].shape)}"
-             for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shape:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if shape:
-            parts.append(f"{len(shape)} of another shape (e.g. {shape[0]})")
-        raise CheckpointError(f"{path} does not fit {type(net).__name__}: " + "; ".join(parts)
-                              + ". Is it the checkpoint of this model and scale?")
+    check_keys(net.state_dict(), sd, f"{path} does not fit {type(net).__name__}",
+               "Is it the checkpoint of this model and scale?")
     net.load_state_dict(sd, strict=True)
     return {"path": str(path), "sha256": sha256_of(Path(path)), "key": used}

@@ -154,19 +154,10 @@ def split_unet_state(state: dict, where: str) -> tuple[dict, dict, list[str]]:
 
 def load_sft_state(sft, state: dict, where: str):
     """Strict ``load_state_dict`` whose error is a CheckpointError naming the keys at fault."""
-    from models.sr.checkpoint import CheckpointError
+    from models.sr.checkpoint import check_keys
 
-    own = sft.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shape = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-             for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shape:
-        parts = ([f"{len(missing)} missing (e.g. {', '.join(missing[:3])})"] if missing else []) \
-            + ([f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})"] if unexpected else []) \
-            + ([f"{len(shape)} of another shape (e.g. {shape[0]})"] if shape else [])
-        raise CheckpointError(f"{where} does not fit the SFT layer: " + "; ".join(parts)
-                              + ". Is it a CODSR checkpoint for this base model?")
+    check_keys(sft.state_dict(), state, f"{where} does not fit the SFT layer",
+               "Is it a CODSR checkpoint for this base model?")
     sft.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
 
 

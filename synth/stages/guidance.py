@@ -35,7 +35,7 @@ def describe(items: list[dict], width: int, height: int) -> tuple[list[dict], st
     "position", and the verbalised prompt; "" when there is no text)."""
     rows = []
     for it in items:
-        name, row, col = grid_position(it["polygon"], width, height)
+        name, row, _ = grid_position(it["polygon"], width, height)
         c = np.asarray(it["polygon"], np.float64).reshape(-1, 2).mean(0)
         rows.append(((row, float(c[0]), float(c[1])), {**it, "position": name}))
     ordered = [it for _, it in sorted(rows, key=lambda r: r[0])]

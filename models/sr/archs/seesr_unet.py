@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.sr.checkpoint import CheckpointError
+from models.sr.checkpoint import CheckpointError, check_keys
 
 IMAGE_CROSS_ATTENTION_DIM = 512  # official: hard-coded default of the blocks' constructors
 _OUR_KEYS = ("use_image_cross_attention", "image_cross_attention_dim")
@@ -201,21 +201,8 @@ def read_state_dict(path: Path) -> dict:
 def load_strict(net: nn.Module, sd: dict, where: str) -> None:
     """``net.load_state_dict(sd)`` with every key matched; a mismatch raises ``CheckpointError``
     naming the keys (missing, unexpected, wrong shape) and ``where`` they came from."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shape = [f"{k}: checkpoint {tuple(sd[k].shape)} vs network {tuple(own[k].shape)}"
-             for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shape:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if shape:
-            parts.append(f"{len(shape)} of another shape (e.g. {shape[0]})")
-        raise CheckpointError(f"{where} does not fit {type(net).__name__}: " + "; ".join(parts)
-                              + ". Is it SeeSR's unet/ or controlnet/ folder for this base model?")
+    check_keys(net.state_dict(), sd, f"{where} does not fit {type(net).__name__}",
+               "Is it SeeSR's unet/ or controlnet/ folder for this base model?")
     net.load_state_dict(sd, strict=True)
 
 

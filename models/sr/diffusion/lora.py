@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from models.sr.checkpoint import CheckpointError
+from models.sr.checkpoint import CheckpointError, check_keys
 
 # the substrings the official ``initialize_unet`` greps parameter names for, in its order
 UNET_GREP = ("to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_in", "conv_shortcut",
@@ -149,20 +149,8 @@ def load_lora_state(model, state: dict, select: Callable[[str], bool], where: st
     import torch
 
     params = {n: p for n, p in model.named_parameters() if select(n)}
-    missing = [n for n in params if n not in state]
-    unexpected = [k for k in state if k not in params]
-    shape = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(params[k].shape)}"
-             for k in params if k in state and tuple(state[k].shape) != tuple(params[k].shape)]
-    if missing or unexpected or shape:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if shape:
-            parts.append(f"{len(shape)} of another shape (e.g. {shape[0]})")
-        raise CheckpointError(f"{where} does not fit the model: " + "; ".join(parts)
-                              + ". Is it this method's checkpoint for this base model?")
+    check_keys(params, state, f"{where} does not fit the model",
+               "Is it this method's checkpoint for this base model?")
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(state[n].to(p.dtype))
