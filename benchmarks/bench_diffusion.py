@@ -1,0 +1,228 @@
+"""Seconds per image and peak memory of the diffusion SR methods on the real SD-2.1-base
+architecture (random weights: speed does not depend on the values).
+
+    .venv/bin/python benchmarks/bench_diffusion.py                       # CPU: 128² out, fp32
+    .venv/bin/python benchmarks/bench_diffusion.py --device cuda --dtype fp16 --size 512 --tiled-size 1024
+
+For each method the UNet/VAE/text encoder are built from SD-2.1-base's configs
+(``models.sr.diffusion.components.sd21_base_configs``) with the method's adapters at the official
+ranks and random values, then timed through our ``upscale`` (LR = size/4, ``process_size`` off).
+Baselines measured in the same run, on the same modules and input:
+
+- ``bare``: the minimum any one-step SD SR method computes — VAE encode, one UNet call, VAE decode
+  — as three plain diffusers calls, no tiling, no colour fix, no LoRA. Ratio = ours / bare.
+- ``lora unmerged``: OSEDiff with its LoRA adapters left as peft layers, which is how the official
+  ``test_osediff.py`` runs by default (``--merge_and_unload_lora`` off). We merge them at load time.
+
+At ``--tiled-size`` the methods' default latent tiles (OSEDiff/PiSA 96/32, CODSR 150/50) and VAE
+tiles apply (on CPU pass ``--cpu-tile 16`` to make a 256² run tile at all).
+Prints a markdown table for benchmarks/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import time
+
+
+def _sync(dev):
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _time(fn, arg, dev, repeat: int) -> tuple[float, float]:
+    """-> (median seconds per call after two warm-up calls, peak memory GiB: CUDA allocator peak,
+    or the process's peak RSS on CPU)."""
+    import torch
+
+    for _ in range(2):
+        fn(arg)
+    _sync(dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn(arg)
+        _sync(dev)
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    mem = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
+           else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
+    return ts[len(ts) // 2], mem
+
+
+def real_components(seed: int = 0, tiny: bool = False):
+    """SD-2.1-base UNet, VAE and text encoder with random weights (float32, CPU); ``tiny``: the
+    test configuration instead (a smoke run of this script in seconds)."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from models.sr.diffusion.components import SDComponents, sd21_base_configs, tiny_configs, tiny_tokenizer
+
+    cfg = tiny_configs() if tiny else sd21_base_configs()
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**cfg["unet"]).eval().requires_grad_(False)
+    vae = AutoencoderKL(**cfg["vae"]).eval().requires_grad_(False)
+    te = CLIPTextModel(CLIPTextConfig(**cfg["text_encoder"])).eval().requires_grad_(False)
+    return SDComponents(unet, vae, te, tiny_tokenizer(), cfg["scheduler"], source="random SD-2.1-base")
+
+
+def bare_step(comps, dev, dtype):
+    """VAE encode -> one UNet call at t=999 -> x0 -> VAE decode, plain diffusers calls."""
+    import torch
+
+    comps.unet.to(dev, dtype)
+    comps.vae.to(dev, dtype)
+    ab = comps.alphas_cumprod()[999].item()
+    emb = torch.zeros(1, 77, comps.unet.config.cross_attention_dim, device=dev, dtype=dtype)
+    sf = comps.vae.config.scaling_factor
+    t = torch.tensor([999], device=dev)
+
+    def run(x):
+        with torch.inference_mode():
+            z = comps.vae.encode(x.to(dev, dtype) * 2 - 1).latent_dist.sample() * sf
+            eps = comps.unet(z, t, encoder_hidden_states=emb.expand(len(z), -1, -1)).sample
+            x0 = (z - (1 - ab) ** 0.5 * eps) / ab ** 0.5
+            return (comps.vae.decode(x0 / sf).sample.clamp(-1, 1) + 1) / 2
+    return run
+
+
+def _random_lora(model, modules, rank, adapter, seed):
+    """Add a LoRA adapter and give its B matrices random values (peft zero-inits them, which
+    would make merged and unmerged runs differ only in cost, not in output — fine for speed,
+    but random B keeps the comparison honest about numerics too)."""
+    import torch
+
+    from models.sr.diffusion import lora
+
+    lora.add_lora(model, modules, rank, adapter)
+    g = torch.Generator().manual_seed(seed)
+    for n, p in model.named_parameters():
+        if f"lora_B.{adapter}" in n:
+            p.data = torch.randn(p.shape, generator=g) * 1e-3
+
+
+def osediff(comps, dev, dtype, merged=True, **kw):
+    """Merged LoRA leaves plain modules, so the merged model costs what the base does: no adapter
+    is added for it. Unmerged: OSEDiff's four adapters as peft layers (the official default)."""
+    from models.sr.diffusion import lora
+    from models.sr.osediff import UNET_ADAPTERS, VAE_ADAPTER, OSEDiff
+
+    if not merged:
+        for name, mods in zip(UNET_ADAPTERS, lora.unet_lora_modules(comps.unet)):
+            _random_lora(comps.unet, mods, 4, name, 1)
+        _random_lora(comps.vae, lora.vae_encoder_lora_modules(comps.vae), 4, VAE_ADAPTER, 2)
+        lora.activate(comps.unet, UNET_ADAPTERS)
+        lora.activate(comps.vae, [VAE_ADAPTER])
+    return OSEDiff(comps, name="osediff" + ("" if merged else " (LoRA unmerged, official default)"),
+                   device=dev, dtype=dtype, process_size=0, **kw)
+
+
+def pisasr(comps, dev, dtype, adjustable=False, **kw):
+    """λ = (1, 1): both LoRAs merged, one UNet pass. Otherwise the semantic LoRA stays a peft layer
+    and the UNet runs twice (with and without it), as the official adjustable mode."""
+    from models.sr.diffusion import lora
+    from models.sr.pisasr import PARTS, SEM, PiSASR
+
+    lam = {}
+    if adjustable:
+        for part, adapter, mods in zip(PARTS, SEM, lora.unet_lora_modules(comps.unet)):
+            _random_lora(comps.unet, mods, 4, adapter, 3)
+        lora.activate(comps.unet, SEM)
+        lam = {"lambda_pix": 1.0, "lambda_sem": 0.5}
+    return PiSASR(comps, name="pisa-sr" + (" (λ_sem 0.5: two passes)" if adjustable else ""), device=dev,
+                  dtype=dtype, process_size=0, adjustable=adjustable, **lam, **kw)
+
+
+def codsr(comps, dev, dtype, **kw):
+    from models.sr.codsr import CODSR, make_sft
+
+    return CODSR(comps, make_sft(comps.unet, comps.vae), name="codsr", device=dev, dtype=dtype, process_size=0, **kw)
+
+
+def seesr(comps, dev, dtype, steps=50, tiny=False, **kw):
+    """SeeSR's UNet (SD-2 + image cross-attention, 1.13 B) and ControlNet (0.49 B) at full size,
+    ``steps`` DDPM steps with CFG (two UNet + ControlNet passes per step), fixed prompt, zero DAPE
+    embedding (the tagger's own cost is not included)."""
+    from models.sr.archs.seesr_unet import build_seesr_model, seesr_classes
+    from models.sr.diffusion.components import sd21_base_configs, tiny_configs
+    from models.sr.seesr import SeeSR
+
+    dim = 16 if tiny else 512
+    unet = build_seesr_model("unet", {**(tiny_configs() if tiny else sd21_base_configs())["unet"],
+                                      "image_cross_attention_dim": dim})
+    cn = seesr_classes()[1].from_unet(unet, load_weights_from_unet=False,
+                                      **({"conditioning_embedding_out_channels": (4, 8, 16, 16)} if tiny else {}))
+    cn.enable_image_attention(dim)
+    comps.unet = unet.eval().requires_grad_(False)
+    return SeeSR(comps, cn.eval().requires_grad_(False), name=f"seesr ({steps} steps, CFG)", device=dev,
+                 dtype=dtype, prompt="", image_embeds="zeros", steps=steps, process_size=0, **kw)
+
+
+METHODS = {"osediff": osediff, "pisa-sr": pisasr, "codsr": codsr, "seesr": seesr}
+
+
+def main():
+    import torch
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default=None, help="fp16 (CUDA default) | fp32 (CPU default) | bf16")
+    ap.add_argument("--size", type=int, default=128, help="output side, untiled run")
+    ap.add_argument("--tiled-size", type=int, default=256, help="output side, tiled run (0 = skip)")
+    ap.add_argument("--cpu-tile", type=int, default=0, help="latent tile side for the tiled run (0 = method default)")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--seesr-steps", type=int, default=50)
+    ap.add_argument("--tiny", action="store_true", help="tiny random SD instead of SD-2.1-base (smoke test)")
+    a = ap.parse_args()
+    dev = torch.device(a.device)
+    from models.sr.diffusion.base import resolve_dtype
+
+    dtype = resolve_dtype(dev, a.dtype, "bench")
+    torch.manual_seed(0)
+    rows = []
+    sizes = [(a.size, False)] + ([(a.tiled_size, True)] if a.tiled_size else [])
+    for size, tiled in sizes:
+        x = torch.rand(1, 3, size // 4, size // 4)
+        comps = real_components(tiny=a.tiny)
+        bare = bare_step(comps, dev, dtype)
+        up = torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic").clamp(0, 1)
+        t_bare, m_bare = _time(bare, up, dev, a.repeat)
+        rows.append((size, "bare (VAE enc + 1 UNet + VAE dec)", t_bare, m_bare, 1.0))
+        del comps, bare
+        variants = []
+        for m in a.methods.split(","):
+            variants.append((m, {}))
+            if not tiled and m == "osediff":
+                variants.append((m, {"merged": False}))
+            if not tiled and m == "pisa-sr":
+                variants.append((m, {"adjustable": True}))
+        for name, extra in variants:
+            comps = real_components(tiny=a.tiny)
+            kw = {"tile": a.cpu_tile, "tile_overlap": a.cpu_tile // 2} if (tiled and a.cpu_tile) else {}
+            if name == "seesr":
+                extra = {**extra, "steps": a.seesr_steps, "tiny": a.tiny}
+            model = METHODS[name](comps, dev, dtype, **extra, **kw)
+            t, m = _time(model.upscale, x, dev, a.repeat)
+            rows.append((size, model.name, t, m, t / t_bare))
+            del model, comps
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
+    arch = "tiny test SD" if a.tiny else "SD-2.1-base architecture, random weights"
+    print(f"{arch}; device: {gpu}; dtype {str(dtype).split('.')[-1]}; torch {torch.__version__}; repeat {a.repeat} (median)")
+    mem = "peak GPU memory GiB" if dev.type == "cuda" else "process peak RSS GiB"
+    print(f"| output | method | s/image | {mem} | ratio to bare |")
+    print("|---|---|---|---|---|")
+    for size, name, t, m, r in rows:
+        print(f"| {size}² | {name} | {t:.3f} | {m:.2f} | {r:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
