@@ -40,16 +40,11 @@ class GlyphStage:
         self.captioner = captioner             # models.caption captioner, or None (metadata fallback)
         self.caption_note = caption_note       # why there is no captioner, recorded per sample
 
-    def _caption(self, hr: np.ndarray, bg: np.ndarray, bg_info: dict) -> dict:
+    def _caption(self, bg: np.ndarray, bg_info: dict) -> dict:
         if self.captioner is not None:
             # caption the text-free background: the scene, not our pasted words
             return {"caption": self.captioner.caption(bg), "caption_source": self.captioner.name}
-        for src in self.bg_sources:
-            if hasattr(src, "describe") and src.describe(bg_info["id"]):
-                text, how = metadata_caption(bg_info, src)
-                break
-        else:
-            text, how = metadata_caption(bg_info, None)
+        text, how = metadata_caption(bg_info, self.bg_sources)
         out = {"caption": text, "caption_source": how}
         if self.caption_note:
             out["caption_note"] = self.caption_note
@@ -75,7 +70,7 @@ class GlyphStage:
             members[f"lr_x{s}.png"] = encode_png(lrs[s])
         truth, prompt_true = describe([{"text": i["text"], "polygon": i["polygon"]} for i in instances], w, h)
         ocr_lr = {f"x{s}": read_lr(self.ocr, im, (h, w), self.cfg.ocr_min_score) for s, im in sorted(lrs.items())}
-        cap = self._caption(hr, bg, bg_info)
+        cap = self._caption(bg, bg_info)
         guidance = {"true": truth, "prompt_true": prompt_true, "ocr_lr": ocr_lr, **cap,
                     # what a GLYPH-SR model is given at inference: caption + what OCR reads in the LR
                     "prompt": " ".join(t for t in (cap["caption"], ocr_lr[f"x{spec.scale}"]["prompt"]) if t)}

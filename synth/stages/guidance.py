@@ -57,12 +57,12 @@ def read_lr(ocr, lr: np.ndarray, hr_shape: tuple[int, int], min_score: float) ->
     return {"lines": ordered, "prompt": prompt}
 
 
-def metadata_caption(bg_info: dict, source) -> tuple[str, str]:
-    """A scene caption from what the background source knows about the image -> (caption, how).
-    Sources may implement ``describe(item_id) -> str | None``; otherwise a generic caption."""
-    text = None
-    if source is not None and hasattr(source, "describe"):
-        text = source.describe(bg_info["id"])
-    if text:
-        return text, "metadata"
+def metadata_caption(bg_info: dict, sources) -> tuple[str, str]:
+    """A scene caption from what the background sources know about the image -> (caption, how).
+    Sources may implement ``describe(item_id) -> str | None`` (scikit-image's image descriptions,
+    descriptive file names); without one, a generic caption marked "metadata-generic"."""
+    for src in sources:
+        text = src.describe(bg_info["id"]) if hasattr(src, "describe") else None
+        if text:
+            return text, "metadata"
     return "A photograph.", "metadata-generic"
