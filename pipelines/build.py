@@ -23,6 +23,10 @@ from synth.shards import AtomicShardWriter, read_manifest, sha256_file, shard_pa
 
 log = logging.getLogger("synth.build")
 MANIFEST_FORMAT = "textsr-synth/1"
+# Bumped whenever the same recipe and seed start giving different sample bytes (a change in how a
+# stage draws or computes), so --resume never mixes samples of two code versions in one corpus.
+# 2: Poisson noise by per-pixel CDF inversion (synth.degrade.pipeline._poisson).
+SAMPLE_VERSION = 2
 
 
 class BuildError(RuntimeError):
@@ -131,6 +135,10 @@ def build(recipe: Recipe, out: str | Path, num: int, *, executor, resume: bool =
         if old.get("recipe_hash") != recipe.hash():
             raise BuildError(f"{out}: --resume with a different recipe (manifest {old.get('recipe_hash')}, "
                              f"now {recipe.hash()}); use the same recipe and --set values, or --overwrite")
+        if old.get("sample_version", 1) != SAMPLE_VERSION:
+            raise BuildError(f"{out}: --resume of a build made by another version of synth (sample version "
+                             f"{old.get('sample_version', 1)}, now {SAMPLE_VERSION}) whose samples differ for the "
+                             "same recipe; finish it with that version, or --overwrite")
         if old.get("num") != num:
             raise BuildError(f"{out}: --resume with --num {num}, but the build was started with {old.get('num')}")
         done = _verified_shards(out, old)
@@ -141,7 +149,8 @@ def build(recipe: Recipe, out: str | Path, num: int, *, executor, resume: bool =
     for p in (out / "shards").glob("*.tmp"):
         p.unlink()  # a killed build's partial shard: its samples are regenerated below
     manifest = {
-        "format": MANIFEST_FORMAT, "recipe": recipe.to_dict(), "recipe_hash": recipe.hash(),
+        "format": MANIFEST_FORMAT, "sample_version": SAMPLE_VERSION, "recipe": recipe.to_dict(),
+        "recipe_hash": recipe.hash(),
         "num": num, "samples_per_shard": n_per, "num_shards": n_shards,
         "created": (old or {}).get("created", _now()) if resume else _now(), "updated": _now(),
         "complete": False, "versions": _versions(), "shards": done, "counts": {}, "examples": (old or {}).get("examples", {}) if resume else {},

@@ -133,6 +133,12 @@ def test_interrupted_build_resumes_without_loss_or_duplicates(sources, local_bui
     other = _recipe(sources, seed=3)
     with pytest.raises(BuildError, match="different recipe"):
         build(other, tmp_path, NUM, executor=LocalExecutor(other), progress=False, resume=True)
+    # a build started by an older synth whose samples differ (no sample_version: version 1)
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    del man["sample_version"]
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(BuildError, match="another version of synth"):
+        build(recipe, tmp_path, NUM, executor=LocalExecutor(recipe), progress=False, resume=True)
 
 
 def _cli(*args, **kw):
