@@ -1,4 +1,5 @@
-"""``synth inspect``: a build's counts and a contact sheet (LR | HR | mask with polygons)."""
+"""``synth inspect``: a build's counts and a contact sheet (LR | HR | mask with polygons, plus the
+text-distorted HR and LR for GLYPH-SR corpora)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from synth.export import iter_samples, read_sample_images
+from synth.export import _decode, iter_samples, read_sample_images
 from synth.shards import read_manifest
 
 
@@ -27,7 +28,8 @@ def summary_lines(out: Path) -> list[str]:
 
 
 def contact_sheet(out: Path, png: Path, n: int = 8, tile: int = 256) -> Path:
-    """Rows of [LR (nearest-upscaled) | HR | mask with instance polygons and texts]."""
+    """Rows of [LR (nearest-upscaled) | HR | mask with instance polygons] and, for glyph corpora,
+    [| HR text-distorted | LR text-distorted], each labelled."""
     rows = []
     for key, fields in iter_samples(Path(out)):
         if len(rows) == n:
@@ -41,10 +43,20 @@ def contact_sheet(out: Path, png: Path, n: int = 8, tile: int = 256) -> Path:
             poly = np.round(np.array(t["polygon"]) * s).astype(np.int32)
             cv2.polylines(m_t, [poly], True, (255, 64, 64), 1)
             cv2.polylines(hr_t, [poly], True, (255, 64, 64), 1)
-        for img, label in ((lr_t, f"LR x{meta['scale']}"), (hr_t, key), (m_t, "mask")):
+        panels = [(lr_t, f"LR x{meta['scale']}"), (hr_t, key), (m_t, "mask")]
+        if "hr_tdist.png" in fields:
+            hd = cv2.resize(_decode(fields["hr_tdist.png"], cv2.IMREAD_COLOR)[:, :, ::-1], (tile, tile),
+                            interpolation=cv2.INTER_AREA)
+            ld = cv2.resize(_decode(fields["lr_tdist.png"], cv2.IMREAD_COLOR)[:, :, ::-1], (tile, tile),
+                            interpolation=cv2.INTER_NEAREST)
+            for k, t in enumerate(meta["texts"][:6]):
+                cv2.putText(hd, t.get("text_distorted", "")[:24], (4, 32 + 14 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                            (255, 64, 255), 1, cv2.LINE_AA)
+            panels += [(hd, "HR text-distorted"), (ld, "LR text-distorted")]
+        for img, label in panels:
             cv2.putText(img, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
-        rows.append(np.concatenate([lr_t, np.full((tile, 4, 3), 255, np.uint8), hr_t,
-                                    np.full((tile, 4, 3), 255, np.uint8), m_t], axis=1))
+        gap = np.full((tile, 4, 3), 255, np.uint8)
+        rows.append(np.concatenate([x for img, _ in panels for x in (img, gap)][:-1], axis=1))
     if not rows:
         raise ValueError(f"{out}: the build has no samples to show")
     sep = np.full((4, rows[0].shape[1], 3), 255, np.uint8)

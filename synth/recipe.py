@@ -45,6 +45,8 @@ class BackgroundConfig:
     ocr_reject: bool = True            # reject backgrounds in which OCR finds any text
     ocr_min_score: float = 0.5         # detections below this recognition score don't count as text
     max_side_for_ocr: int = 1024       # OCR runs on the source image resized to at most this side
+    min_side_for_ocr: int = 1024       # … and smaller images enlarged to this long side (at most 2×), so
+                                       # small text — name tags, badges — is found (PP-OCR misses ~8 px glyphs)
     flip: bool = True
 
 

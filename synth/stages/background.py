@@ -53,8 +53,12 @@ class BackgroundStage:
         if min(h, w) < hr:
             raise Rejected(STAGE, "too-small", f"{item}: {w}x{h} < {hr}x{hr}")
         if self.cfg.ocr_reject and self.ocr is not None:
-            s = min(1.0, self.cfg.max_side_for_ocr / max(h, w))
-            small = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) if s < 1 else img
+            long = max(h, w)
+            s = min(1.0, self.cfg.max_side_for_ocr / long)
+            if long < self.cfg.min_side_for_ocr:
+                s = min(2.0, self.cfg.min_side_for_ocr / long)
+            interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+            small = cv2.resize(img, (round(w * s), round(h * s)), interpolation=interp) if s != 1 else img
             # a detection counts as text when it has a letter or digit: PP-OCR also "reads" rows of
             # symbols (the stars on a uniform as '★★★'), which are not text an SR model must keep
             found = [ln.text for ln in self.ocr.readtext(small)
