@@ -88,6 +88,13 @@ def weights_rows(pattern: str | None = None, allow_download: bool = False) -> li
                 fetch = "" if path else (fetch_folder_command(wf) if isinstance(wf, WeightsFolder) else fetch_command(wf))
                 rows.append(WeightsRow(f"sr:{name}", wf.name + "/" if isinstance(wf, WeightsFolder) else wf.filename,
                                        wf.source, status, path, fetch))
+    from models.caption.blip import FOLDERS as CAPTION_FOLDERS
+
+    for name, wf in CAPTION_FOLDERS.items():
+        if want(name):
+            status, path = _status(wf, allow_download)
+            rows.append(WeightsRow(f"caption:{name}", wf.name + "/", wf.source, status, path,
+                                   "" if path else fetch_folder_command(wf)))
     from models.seg.hisam import SAM_TSS_DATASETS, hisam_weights, sam_encoder_weights, sam_tss_weights
 
     seg = {"hi-sam": [hisam_weights("vit_l"), sam_encoder_weights("vit_l")],

@@ -213,3 +213,26 @@ def test_evalkit_weights_lists_presence_and_fetch_commands(tmp_path):
     r = subprocess.run([sys.executable, "-c", "from pipelines.cli import main_evalkit; main_evalkit()",
                         "weights", "--model", "nonexistent"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2 and "no component matches" in r.stderr
+
+
+def test_evalkit_weights_lists_diffusion_folders_checkpoints_and_captioners(tmp_path):
+    import subprocess
+    import sys
+
+    from models.sr.diffusion.components import write_tiny_base
+
+    env = {**os.environ, "TEXTSR_WEIGHTS": str(tmp_path / "w"), "HF_HOME": str(tmp_path / "hf")}
+    write_tiny_base(tmp_path / "w" / "stable-diffusion-2-1-base")
+    lines = {}
+    for pattern in ("osediff", "blip-base"):
+        r = subprocess.run([sys.executable, "-c", "from pipelines.cli import main_evalkit; main_evalkit()",
+                            "weights", "--model", pattern], capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        lines[pattern] = r.stdout
+    out = lines["osediff"]
+    assert "sr:osediff  stable-diffusion-2-1-base/  [present]" in out
+    assert "osediff.pkl  [missing]" in out and "raw/main/preset/models/osediff.pkl" in out
+    assert "DAPE.pth  [missing]" in out
+    out = lines["blip-base"]
+    assert "caption:blip-base  blip-image-captioning-base/  [missing]" in out
+    assert "huggingface-cli download Salesforce/blip-image-captioning-base" in out
