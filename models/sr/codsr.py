@@ -67,9 +67,9 @@ _IGNORABLE = ("conv_in.weight", "conv_in.bias", "conv_in.base_layer.weight", "co
 def needs():
     """Every file/folder the full model needs: the base, the checkpoint, the default DAPE prompt's tagger."""
     from models.sr.diffusion.components import SD21_BASE
-    from models.sr.diffusion.prompts import DAPE, RAM_SWIN_L
+    from models.sr.diffusion.ram import TAGGER_FILES
 
-    return {"codsr": (SD21_BASE, CODSR_PKL, RAM_SWIN_L, DAPE)}
+    return {"codsr": (SD21_BASE, CODSR_PKL) + TAGGER_FILES}
 
 # the official thresholds of GraygradToWeight_Patchwise_Sobel
 PATCH, G_LOW, G_HIGH, W_LOW, SLOPE = 16, 0.15, 0.25, 0.3, 7.0
@@ -263,15 +263,16 @@ class CODSR(DiffusionSR):
 
 def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=None, base=None,
           allow_download: bool | None = None, scale: int | None = None, prompt=None, prompt_suffix: str = "",
-          ram_weights=None, dape_weights=None, ram_code=None, process_size: int | None = None,
+          ram_weights=None, dape_weights=None, tag_list=None, tag_thresholds=None, process_size: int | None = None,
           tile: int = 150, tile_overlap: int = 50, **options):
     """CODSR behind the SR interface.
 
     weights: ``codsr.pkl`` (default: the resolver; the tiny variant loads one only when given).
     base:    the SD-2.1-base diffusers folder (default: the resolver; tiny: the random tiny SD).
-    prompt:  "dape" (default; needs RAM/DAPE, see ``models.sr.diffusion.prompts``), "ram", "none",
+    prompt:  "dape" (default; needs RAM/DAPE, see ``models.sr.diffusion.ram``), "ram", "none",
              a fixed text or a PromptSource; tiny default "none". ``prompt_suffix``: the official
-             ``--prompt`` appended after the tags.
+             ``--prompt`` appended after the tags. ram_weights, dape_weights, tag_list,
+             tag_thresholds: the tagger's files (default: the resolver).
     options: timestep (100), tile (150), tile_overlap (50), vae_encoder_tile (1024),
              vae_decoder_tile (224), color_fix ("adain"), seed (0); process_size (512; tiny 0).
     The tiny variant without weights gets a random SFT layer with *non-zero* output convs (an
@@ -305,7 +306,8 @@ def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=Non
     src = make_prompt_source(prompt, default="none" if tiny else "dape", suffix=prompt_suffix,
                              allow_download=allow_download, device=dev,
                              dtype=resolve_dtype(dev, dtype, name), ram_weights=ram_weights,
-                             dape_weights=dape_weights, ram_code=ram_code)
+                             dape_weights=dape_weights, tag_list=tag_list,
+                             tag_thresholds=tag_thresholds)
     if process_size is None:
         process_size = 0 if tiny else 512
     return CODSR(comps, sft, name=name + ("-tiny" if tiny else ""), scale=4 if scale is None else scale,

@@ -30,9 +30,9 @@ VAE_ADAPTER = "default_encoder"
 def needs():
     """Every file/folder the full model needs: the base, the checkpoint, the default DAPE prompt's tagger."""
     from models.sr.diffusion.components import SD21_BASE
-    from models.sr.diffusion.prompts import DAPE, RAM_SWIN_L
+    from models.sr.diffusion.ram import TAGGER_FILES
 
-    return {"osediff": (SD21_BASE, OSEDIFF_PKL, RAM_SWIN_L, DAPE)}
+    return {"osediff": (SD21_BASE, OSEDIFF_PKL) + TAGGER_FILES}
 
 
 PKL_KEYS = ("state_dict_unet", "state_dict_vae", "rank_unet", "rank_vae", "unet_lora_encoder_modules",
@@ -87,15 +87,16 @@ class OSEDiff(DiffusionSR):
 
 def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=None, base=None,
           allow_download: bool | None = None, scale: int | None = None, prompt=None, prompt_suffix: str = "",
-          ram_weights=None, dape_weights=None, ram_code=None, merge_lora: bool = True,
+          ram_weights=None, dape_weights=None, tag_list=None, tag_thresholds=None, merge_lora: bool = True,
           process_size: int | None = None, **options):
     """OSEDiff behind the SR interface.
 
     weights: ``osediff.pkl`` (default: the resolver; the tiny variant loads one only when given).
     base:    the SD-2.1-base diffusers folder (default: the resolver; tiny: random tiny SD).
-    prompt:  "dape" (default; needs RAM/DAPE, see ``models.sr.diffusion.prompts``), "ram", "none",
+    prompt:  "dape" (default; needs RAM/DAPE, see ``models.sr.diffusion.ram``), "ram", "none",
              a fixed text or a PromptSource; tiny default "none". ``prompt_suffix``: the official
-             ``--prompt`` appended after the tags.
+             ``--prompt`` appended after the tags. ram_weights, dape_weights, tag_list,
+             tag_thresholds: the tagger's files (default: the resolver).
     options: timestep (999), tile (96), tile_overlap (32), vae_encoder_tile (1024),
              vae_decoder_tile (224), color_fix ("adain"), seed (0); process_size (512; tiny 0).
     """
@@ -123,7 +124,8 @@ def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=Non
     src = make_prompt_source(prompt, default="none" if tiny else "dape", suffix=prompt_suffix,
                              allow_download=allow_download, device=dev,
                              dtype=resolve_dtype(dev, dtype, name), ram_weights=ram_weights,
-                             dape_weights=dape_weights, ram_code=ram_code)
+                             dape_weights=dape_weights, tag_list=tag_list,
+                             tag_thresholds=tag_thresholds)
     if process_size is None:
         process_size = 0 if tiny else 512
     return OSEDiff(comps, name=name + ("-tiny" if tiny else ""), scale=4 if scale is None else scale,

@@ -33,8 +33,8 @@ in float32 between steps (the networks run in ``dtype``); every random draw (sta
 sample uses the global RNG).
 
 Without DAPE: the official code always runs the tagger (its image embedding is required; training
-never dropped it). Here ``prompt="dape"`` (default) needs RAM + DAPE weights and the official
-``ram`` package (``ram_code=PATH`` to the SeeSR/OSEDiff clone), else WeightsMissingError/ImportError.
+never dropped it). Here ``prompt="dape"`` (default) needs RAM + DAPE weights and RAM's tag list and
+thresholds (our port, ``models.sr.diffusion.ram``; files through the resolver), else WeightsMissingError.
 ``prompt="none"`` or a fixed text replaces the tags; the image cross-attention then gets
 ``image_embeds="zeros"`` unless ``image_embeds="dape"`` is asked for: an all-zero embedding makes
 each image attention's keys and values zero (their projections have no bias), so it adds only its
@@ -69,10 +69,10 @@ TINY_TAGS = ("text", "letter", "sign", "sky", "tree", "person", "building", "car
 def needs():
     """Every file/folder the full models need: SD-2-base, SeeSR's networks, DAPE (RAM Swin-L + the
     LoRA from SeeSR's repo); SRSR's default grounding adds Grounding DINO and SAM."""
-    from models.sr.diffusion.prompts import RAM_SWIN_L
+    from models.sr.diffusion.ram import RAM_SWIN_L, RAM_TAG_LIST, RAM_TAG_THRESHOLDS
     from models.sr.srsr import GROUNDING_DINO, SAM
 
-    seesr = (SD2_BASE, SEESR, RAM_SWIN_L, DAPE_SEESR)
+    seesr = (SD2_BASE, SEESR, RAM_SWIN_L, DAPE_SEESR, RAM_TAG_LIST, RAM_TAG_THRESHOLDS)
     return {"seesr": seesr, "seesr-srsr": seesr + (GROUNDING_DINO, SAM)}
 
 
@@ -142,33 +142,13 @@ def write_tiny_seesr(path, seed: int = 0) -> Path:
 
 
 # -- taggers ---------------------------------------------------------------------------------------
-def _ram_input(lr):
-    """The official ``ram_transforms``: resize to 384x384, ImageNet normalisation."""
-    import torch
-    import torch.nn.functional as F
-
-    x = F.interpolate(lr.float(), size=(384, 384), mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor([0.485, 0.456, 0.406], device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225], device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 def make_tagger(**kw):
-    """DAPE as SeeSR uses it: tags *and* the representation embedding (see :class:`SeeSRTagger`)."""
-    from models.sr.diffusion.prompts import DapeTagger
+    """DAPE as SeeSR uses it (the official ``ram_transforms`` on the LR: 384x384, ImageNet
+    normalisation): ``tags_and_embeds(lr)`` -> (N lists of tags, N x 145 x 512 ``generate_image_embeds``).
+    ``kw``: see ``models.sr.diffusion.ram.RAMTagger``."""
+    from models.sr.diffusion.ram import RAMTagger
 
-    class SeeSRTagger(DapeTagger):
-        def tags_and_embeds(self, lr):
-            """LR N x 3 x h x w in [0, 1] -> (N lists of tags, N x 145 x 512 embedding)."""
-            import torch
-
-            x = _ram_input(lr).to(self.device, self.dtype)
-            with torch.no_grad():
-                tags, _ = self.net.generate_tag(x)
-                emb = self.net.generate_image_embeds(x)
-            return [[t for t in s.split(", ") if t] for s in tags], emb
-
-    return SeeSRTagger(**kw)
+    return RAMTagger(**kw)
 
 
 class TinyTagger:
@@ -408,7 +388,7 @@ class SeeSR(DiffusionSR):
 
 def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=None, base=None,
           allow_download: bool | None = None, scale: int | None = None, prompt="dape", user_prompt: str = "",
-          image_embeds: str | None = None, ram_weights=None, dape_weights=None, ram_code=None,
+          image_embeds: str | None = None, ram_weights=None, dape_weights=None, tag_list=None, tag_thresholds=None,
           process_size: int | None = None, grounding: str | None = None, ocr_engine="rapidocr-ppocrv4",
           ocr_words: bool = False, text_tags=None, grounding_dino=None, sam=None,
           box_threshold: float = 0.3, text_threshold: float = 0.25, seed_nets: int = 0, **options):
@@ -420,6 +400,7 @@ def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=Non
     prompt:  "dape" (default: DAPE tags; tiny: the tiny tagger) | "ram" (RAM without the DAPE
              LoRA) | "none" | a fixed text of comma-separated tags (replaces the tags). user_prompt: the official ``--prompt`` (after the tags). image_embeds:
              "dape" | "zeros" (default "dape" with DAPE tags, else "zeros"; see module doc).
+    ram_weights, dape_weights, tag_list, tag_thresholds: the tagger's files (default: the resolver).
     options: steps (50; tiny 3), cfg (5.5), added_prompt, negative_prompt, seed (0), conditioning_scale (1),
              start_point ("lr"), tile (96), tile_overlap (4), vae_encoder_tile (1024),
              vae_decoder_tile (224), color_fix ("adain"), process_size (512; tiny 0).
@@ -461,8 +442,9 @@ def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=Non
         else:
             dape = resolve(DAPE_SEESR, explicit=dape_weights, allow_download=allow_download) if key != "ram" else None
             # fp32 as the official script runs it (the tagger is outside its autocast)
-            tagger = make_tagger(dape=key != "ram", ram_weights=ram_weights, dape_weights=dape,
-                                 ram_code=ram_code, allow_download=allow_download, device=dev, dtype=torch.float32)
+            tagger = make_tagger(dape=key != "ram", ram_weights=ram_weights, dape_weights=dape, tag_list=tag_list,
+                                 tag_thresholds=tag_thresholds, allow_download=allow_download, device=dev,
+                                 dtype=torch.float32)
     srsr = None
     if name == "seesr-srsr":
         from models.sr.srsr import TEXT_TAGS, make_grounder

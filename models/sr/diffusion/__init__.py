@@ -1,7 +1,8 @@
 """The shared core of the one-step Stable-Diffusion SR methods (OSEDiff, PiSA-SR, CODSR) and the
 pieces SeeSR reuses: SD component loading and the tiny random SD (``components``), latent and
 VAE tiling (``tiling``), colour fix (``colorfix``), peft LoRA with strict official-layout loading
-(``lora``), prompt sources (``prompts``) and the ``DiffusionSR`` procedure (``base``).
+(``lora``), prompt sources (``prompts``; the RAM/DAPE tagger in ``ram``) and the ``DiffusionSR``
+procedure (``base``).
 
 Names only: importing this package imports neither torch nor diffusers.
 """
