@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 
-from models.sr.diffusion.base import DiffusionSR
+from models.sr.diffusion.base import DiffusionSR, randn
 from models.weights import WeightsFile
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ class CODSR(DiffusionSR):
         wt = self.w_t()
         zl = z.float()
         weight = region_noise_weight(ctx.x_up, zl.shape[-2:], factor=self.sft.factor)
-        eps = torch.randn(zl.shape, generator=ctx.generator, device=zl.device, dtype=torch.float32)
+        eps = randn(zl.shape, ctx.generator, zl.device)
         noise = eps * weight
         zt = a.sqrt() * zl + (1 - a).sqrt() * noise  # DDPMScheduler.add_noise
         scale, shift = self.sft((ctx.x_up * 2 - 1).to(self.dtype))

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.sr.diffusion.base import DiffusionSR
+from models.sr.diffusion.base import DiffusionSR, randn
 from models.weights import WeightsFile, WeightsFolder
 
 SD2_BASE = WeightsFolder(
@@ -252,18 +252,6 @@ class SeeSR(DiffusionSR):
             tags = [[t for t in (s.strip() for s in self.fixed_prompt.split(",")) if t]] * lr.shape[0]
         return tags, emb.to(self.device, self.dtype)
 
-    def encode(self, x, generator):
-        """As the core's (sampled posterior x scaling factor), with ``generator`` a list: one per image."""
-        import torch
-
-        from models.sr.diffusion.tiling import split_moments, vae_encode
-
-        if not isinstance(generator, (list, tuple)):
-            return super().encode(x, generator)
-        mean, std = split_moments(vae_encode(self.vae, x.to(self.dtype), self.vae_encoder_tile).float())
-        eps = torch.cat([torch.randn((1, *mean.shape[1:]), generator=g, device=mean.device) for g in generator])
-        return ((mean + std * eps) * self.scaling_factor).to(self.dtype)
-
     # -- sampling --------------------------------------------------------------------------------
     def _eps(self, z, t, text, img_emb, cond_img, masks=None, tags=None):
         """ControlNet + UNet noise prediction for one (tile of the) CFG batch."""
@@ -374,8 +362,7 @@ class SeeSR(DiffusionSR):
             # one generator per image, all seeded alike: an image's result does not depend on the
             # batch it came in (the official script runs one image at a time)
             gens = [self.make_generator() for _ in range(n)]
-            shape = (1, 4, (H + ph) // 8, (W + pw) // 8)
-            noise = torch.cat([torch.randn(shape, generator=g, device=self.device) for g in gens])
+            noise = randn((n, 4, (H + ph) // 8, (W + pw) // 8), gens, self.device)
             z_lr = self.encode(x * 2 - 1, gens) if self.start_point == "lr" else None  # official order
             z0 = self.sample(z_lr, noise, text, neg, img_emb, x.to(self.dtype), gens, srsr_in)
             y = (self.decode(z0.to(self.dtype)) * 0.5 + 0.5)[:, :, :H, :W]

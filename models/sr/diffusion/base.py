@@ -23,11 +23,24 @@ from models.sr.base import SRModel
 @dataclass
 class StepContext:
     """What a method's ``denoise`` may need besides the latent: the original LR (N×3×h×w, [0, 1]),
-    the padded bicubic input the VAE saw (N×3×H×W, [0, 1]), and the seeded generator of this call."""
+    the padded bicubic input the VAE saw (N×3×H×W, [0, 1]), and the seeded generators of this call
+    (one per image; draw with :func:`randn`)."""
 
     lr: object
     x_up: object
     generator: object
+
+
+def randn(shape, generator, device, dtype=None):
+    """Standard normal noise of ``shape`` (N first). ``generator``: one torch.Generator, or a list
+    of one per image — then image i's noise comes from generator i alone, so an image's result does
+    not depend on the batch it came in (the official scripts run one image at a time)."""
+    import torch
+
+    dtype = dtype or torch.float32
+    if isinstance(generator, (list, tuple)):
+        return torch.cat([torch.randn((1, *shape[1:]), generator=g, device=device, dtype=dtype) for g in generator])
+    return torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
 
 def resolve_dtype(device, dtype, who: str):
@@ -135,14 +148,13 @@ class DiffusionSR(SRModel):
         return torch.cat(out, 0)
 
     def encode(self, x, generator):
-        """x N×3×H×W in [-1, 1] (H, W multiples of 8) -> sampled latent × scaling factor, N×4×H/8×W/8."""
-        import torch
-
+        """x N×3×H×W in [-1, 1] (H, W multiples of 8) -> sampled latent × scaling factor, N×4×H/8×W/8.
+        ``generator``: one, or a list of one per image (see :func:`randn`)."""
         from models.sr.diffusion.tiling import split_moments, vae_encode
 
         moments = vae_encode(self.vae, x.to(self.dtype), self.vae_encoder_tile)
         mean, std = split_moments(moments.float())
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        eps = randn(mean.shape, generator, mean.device)
         return ((mean + std * eps) * self.scaling_factor).to(self.dtype)
 
     def decode(self, z):
@@ -206,7 +218,8 @@ class DiffusionSR(SRModel):
         x = F.pad(up, (0, pw, 0, ph), mode="reflect" if ph < H and pw < W else "replicate") if ph or pw else up
         with torch.inference_mode():
             emb = self.encode_prompts(self.prompt(x))
-            g = self.make_generator()
+            # one generator per image, all seeded alike: the batch does not change an image's result
+            g = [self.make_generator() for _ in range(len(x))]
             z = self.encode(x * 2 - 1, g)
             z0 = self.denoise(z, emb, StepContext(lr=lr, x_up=x, generator=g))
             y = (self.decode(z0) * 0.5 + 0.5)[:, :, :H, :W]
