@@ -16,7 +16,7 @@ Baselines measured in the same run, on the same modules and input:
 
 At ``--tiled-size`` the methods' default latent tiles (OSEDiff/PiSA 96/32, CODSR 150/50) and VAE
 tiles apply (on CPU pass ``--cpu-tile 16`` to make a 256² run tile at all).
-Prints a markdown table for benchmarks/RESULTS.md.
+Prints a markdown table for benchmarks/RESULTS.md; ``--plot FILE`` also draws it.
 """
 from __future__ import annotations
 
@@ -177,9 +177,11 @@ def main():
     ap.add_argument("--tiled-size", type=int, default=256, help="output side, tiled run (0 = skip)")
     ap.add_argument("--cpu-tile", type=int, default=0, help="latent tile side for the tiled run (0 = method default)")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--tiled-methods", default="", help="methods of the tiled run (default: --methods)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seesr-steps", type=int, default=50)
     ap.add_argument("--tiny", action="store_true", help="tiny random SD instead of SD-2.1-base (smoke test)")
+    ap.add_argument("--plot", default="", help="write a bar chart of seconds per image here (e.g. a .png)")
     a = ap.parse_args()
     dev = torch.device(a.device)
     from models.sr.diffusion.base import resolve_dtype
@@ -197,7 +199,7 @@ def main():
         rows.append((size, "bare (VAE enc + 1 UNet + VAE dec)", t_bare, m_bare, 1.0))
         del comps, bare
         variants = []
-        for m in a.methods.split(","):
+        for m in (a.tiled_methods or a.methods).split(",") if tiled else a.methods.split(","):
             variants.append((m, {}))
             if not tiled and m == "osediff":
                 variants.append((m, {"merged": False}))
@@ -222,6 +224,32 @@ def main():
     print("|---|---|---|---|---|")
     for size, name, t, m, r in rows:
         print(f"| {size}² | {name} | {t:.3f} | {m:.2f} | {r:.2f}× |")
+    if a.plot:
+        _plot(rows, a.plot, f"{arch}; {gpu}; {str(dtype).split('.')[-1]}")
+        print(f"plot: {a.plot}")
+
+
+def _plot(rows, path, title):
+    """Seconds per image per method, one bar group per output size (log scale: SeeSR's steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({r[0] for r in rows})
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4), squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        sel = [r for r in rows if r[0] == size]
+        ax.barh([r[1] for r in sel], [r[2] for r in sel], color=["#888"] + ["#3a7"] * (len(sel) - 1))
+        for i, r in enumerate(sel):
+            ax.text(r[2], i, f" {r[2]:.2f} s ({r[4]:.2f}×)", va="center", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds per image (log)")
+        ax.set_title(f"{size}² output")
+        ax.invert_yaxis()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

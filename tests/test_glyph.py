@@ -30,6 +30,17 @@ def _build(out, recipe, num):
     return list(wds.WebDataset(urls, shardshuffle=False))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_caption_weights(tmp_path_factory):
+    """Whatever the developer's caches hold, these tests see no BLIP (the metadata fallback)."""
+    with pytest.MonkeyPatch.context() as mp:
+        root = tmp_path_factory.mktemp("weights")
+        mp.setenv("TEXTSR_WEIGHTS", str(root / "textsr"))
+        mp.setenv("HF_HUB_CACHE", str(root / "hf"))
+        mp.delenv("TEXTSR_ALLOW_DOWNLOAD", raising=False)
+        yield
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return _build(tmp_path_factory.mktemp("glyph"), _recipe(), 3)
@@ -181,7 +192,7 @@ def test_same_seed_same_bytes(corpus, tmp_path):
             assert a[m] == b[m], m
 
 
-def test_caption_falls_back_to_metadata_and_says_so(corpus, monkeypatch):
+def test_caption_falls_back_to_metadata_and_says_so(corpus):
     for s in corpus:
         meta = json.loads(s["json"])
         g = meta["glyph"]["guidance"]
