@@ -230,27 +230,29 @@ def main():
 
 
 def _plot(rows, path, title):
-    """Seconds per image per method, one bar group per output size (log scale: SeeSR's steps)."""
+    """Each method's time as a multiple of the bare calls (linear, from 0), one panel per output
+    size, the seconds written beside each bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sizes = sorted({r[0] for r in rows})
-    fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6.5 * len(sizes), 0.5 + 0.45 * len(rows)), squeeze=False)
     for ax, size in zip(axes[0], sizes):
         sel = [r for r in rows if r[0] == size]
-        ax.barh([r[1] for r in sel], [r[2] for r in sel], color=["#888"] + ["#3a7"] * (len(sel) - 1))
+        ax.barh(range(len(sel)), [r[4] for r in sel], color=["#888"] + ["#3a7"] * (len(sel) - 1))
+        ax.set_yticks(range(len(sel)), [r[1] for r in sel], fontsize=8)
         for i, r in enumerate(sel):
-            ax.text(r[2], i, f" {r[2]:.2f} s ({r[4]:.2f}×)", va="center", fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xlabel("seconds per image (log)")
-        ax.set_title(f"{size}² output")
+            ax.text(r[4], i, f" {r[4]:.2f}× ({r[2]:.2f} s)", va="center", fontsize=8)
+        ax.axvline(1.0, color="#444", lw=0.8, ls="--")
+        ax.set_xlim(0, max(r[4] for r in sel) * 1.35)
+        ax.set_xlabel("time per image / bare (VAE enc + 1 UNet + VAE dec)")
+        ax.set_title(f"{size}² output", fontsize=10)
         ax.invert_yaxis()
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-
 
 if __name__ == "__main__":
     main()
