@@ -8,9 +8,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_diffusion_smoke():
+def test_bench_diffusion_smoke(tmp_path):
+    png = tmp_path / "speed.png"
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_diffusion.py"), "--tiny", "--size", "32",
-                          "--tiled-size", "64", "--cpu-tile", "4", "--repeat", "1", "--seesr-steps", "2"],
+                          "--tiled-size", "64", "--cpu-tile", "4", "--repeat", "1", "--seesr-steps", "2",
+                          "--plot", str(png)],
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| ") and "×" in ln]
@@ -20,3 +22,4 @@ def test_bench_diffusion_smoke():
     assert sum("64²" in ln for ln in rows) == 5  # bare + the four methods, tiled
     for ln in rows:
         assert re.search(r"\| \d+\.\d{3} \|", ln), ln
+    assert png.stat().st_size > 10_000
