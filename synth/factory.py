@@ -21,6 +21,7 @@ from synth.recipe import CaptionConfig, Recipe
 from synth.stages.paste import composite
 from synth.types import Rejected, TextPatch
 
+BACKGROUND_DRAWS = 50  # background images drawn per attempt before the attempt is given up
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -150,11 +151,22 @@ class SampleFactory:
             out.append(patch or self.renderer.sample(rng))
         return out
 
+    def _background(self, rng, counts: Counter, examples: dict):
+        """Draw backgrounds until one is usable (rejections counted, not fatal to the attempt). The
+        draws depend only on ``rng`` and on verdicts that are functions of each image alone, so
+        every worker makes the same ones."""
+        for _ in range(BACKGROUND_DRAWS):
+            try:
+                return self.background.sample(rng)
+            except Rejected as r:
+                _count(counts, examples, r)
+        raise Rejected("background", "no-usable-image", f"{BACKGROUND_DRAWS} draws in a row were rejected")
+
     # -- one sample --------------------------------------------------------------------------
     def _attempt(self, key: str, index: int, attempt: int, counts: Counter, examples: dict) -> dict[str, bytes]:
         r = self.recipe
         rng = np.random.default_rng([r.seed, index, attempt])
-        bg, bg_info = self.background.sample(rng)
+        bg, bg_info = self._background(rng, counts, examples)
         patches = self._patches(rng, counts, examples)
         placed, instances, skipped = self.paste.place(patches, rng)
         hr, mask = composite(bg, placed)
