@@ -22,12 +22,7 @@ from tests.helpers import word_crop, write_png
 RANK = 4
 
 
-@pytest.fixture(autouse=True)
-def _isolated_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv("TEXTSR_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("TEXTSR_ALLOW_DOWNLOAD", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_weights")
 
 
 def _lr(h=16, w=24, seed=0):

@@ -30,12 +30,7 @@ from models.weights import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _isolated_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv("TEXTSR_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("TEXTSR_ALLOW_DOWNLOAD", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_weights")
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,7 @@ from models.sr.diffusion.components import tiny_components, write_tiny_base
 from models.weights import FolderMissingError, WeightsMissingError
 
 
-@pytest.fixture(autouse=True)
-def _isolated_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv("TEXTSR_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("TEXTSR_ALLOW_DOWNLOAD", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_weights")
 
 
 def _perturb(model, pattern, seed):

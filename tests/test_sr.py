@@ -26,13 +26,7 @@ def _has_spec(name: str) -> bool:
 SPEC_MODELS = [n for n in TORCH_MODELS if _has_spec(n)]
 
 
-@pytest.fixture(autouse=True)
-def _isolated_weights(tmp_path, monkeypatch):
-    """No test sees the user's weights dir or HF cache."""
-    monkeypatch.setenv("TEXTSR_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("TEXTSR_ALLOW_DOWNLOAD", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_weights")
 
 
 @pytest.mark.parametrize("name", list_sr("*-tiny"))

@@ -102,9 +102,8 @@ def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=Non
     """
     if name != "osediff":
         raise KeyError(f"unknown OSEDiff model {name!r}")
-    from models.sr.diffusion.base import resolve_dtype
     from models.sr.diffusion.components import base_components
-    from models.sr.diffusion.prompts import make_prompt_source
+    from models.sr.diffusion.prompts import device_and_prompt
     from models.weights import resolve
 
     comps = base_components(tiny=tiny, base=base, allow_download=allow_download)
@@ -118,14 +117,9 @@ def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=Non
         info["source"] = OSEDIFF_PKL.source
     else:
         info["weights"] = "tiny random SD, no LoRA"
-    import torch
-
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    src = make_prompt_source(prompt, default="none" if tiny else "dape", suffix=prompt_suffix,
-                             allow_download=allow_download, device=dev,
-                             dtype=resolve_dtype(dev, dtype, name), ram_weights=ram_weights,
-                             dape_weights=dape_weights, tag_list=tag_list,
-                             tag_thresholds=tag_thresholds)
+    dev, src = device_and_prompt(name, device, dtype, prompt, default="none" if tiny else "dape",
+                                 suffix=prompt_suffix, allow_download=allow_download, ram_weights=ram_weights,
+                                 dape_weights=dape_weights, tag_list=tag_list, tag_thresholds=tag_thresholds)
     if process_size is None:
         process_size = 0 if tiny else 512
     return OSEDiff(comps, name=name + ("-tiny" if tiny else ""), scale=4 if scale is None else scale,

@@ -113,11 +113,8 @@ def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=Non
     """
     if name != "pisa-sr":
         raise KeyError(f"unknown PiSA-SR model {name!r}")
-    import torch
-
-    from models.sr.diffusion.base import resolve_dtype
     from models.sr.diffusion.components import base_components
-    from models.sr.diffusion.prompts import make_prompt_source
+    from models.sr.diffusion.prompts import device_and_prompt
     from models.weights import resolve
 
     comps = base_components(tiny=tiny, base=base, allow_download=allow_download)
@@ -132,9 +129,7 @@ def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=Non
         info["source"] = PISA_PKL.source
     else:
         info["weights"] = "tiny random SD, no LoRA"
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    src = make_prompt_source(prompt, default="none", allow_download=allow_download, device=dev,
-                             dtype=resolve_dtype(dev, dtype, name))
+    dev, src = device_and_prompt(name, device, dtype, prompt, default="none", allow_download=allow_download)
     if process_size is None:
         process_size = 0 if tiny else 512
     return PiSASR(comps, name=name + ("-tiny" if tiny else ""), scale=4 if scale is None else scale,

@@ -84,3 +84,18 @@ def make_prompt_source(prompt, *, default: str = "none", suffix: str = "", allow
         return DapeTagger(suffix=suffix, dape=key == "dape", allow_download=allow_download,
                           device=device, dtype=dtype, **tagger_kw)
     return FixedPrompt(prompt)
+
+
+def device_and_prompt(name: str, device, dtype, prompt, *, default: str, suffix: str = "",
+                      allow_download=None, **tagger_kw):
+    """What every diffusion method's ``build`` resolves the same way: the torch device (CUDA when
+    available) and its prompt source (the tagger runs on that device, in the method's dtype;
+    fp16 on CPU is refused here, before anything loads)."""
+    import torch
+
+    from models.sr.diffusion.base import resolve_dtype
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    src = make_prompt_source(prompt, default=default, suffix=suffix, allow_download=allow_download, device=dev,
+                             dtype=resolve_dtype(dev, dtype, name), **tagger_kw)
+    return dev, src
