@@ -332,28 +332,17 @@ class SeeSR(DiffusionSR):
 
     def _forward(self, batch):
         import torch
-        import torch.nn.functional as F
-
-        from models.sr.diffusion.colorfix import color_fix
 
         n, _, h, w = batch.shape
-        s = self.scale
         lr0 = batch.to(self.device, torch.float32)
         with torch.inference_mode():
             tags, img_emb = self._conditioning(lr0)  # official: DAPE sees the original LR
-        lr = lr0
-        enlarge = self.process_size > 0 and min(h, w) * s < self.process_size
-        if enlarge:
-            r = (self.process_size // s) / min(h, w)
-            lr = F.interpolate(lr, size=(int(r * h), int(r * w)), mode="bicubic", align_corners=False).clamp(0, 1)
-        up = F.interpolate(lr, scale_factor=s, mode="bicubic", align_corners=False).clamp(0, 1) if s > 1 else lr
+        _, up, x, enlarged = self._prepare(lr0)
         H, W = up.shape[-2:]
-        ph, pw = (-H) % 8, (-W) % 8
-        x = F.pad(up, (0, pw, 0, ph), mode="reflect" if ph < H and pw < W else "replicate") if ph or pw else up
         with torch.inference_mode():
             srsr_in = None
             if self.srsr is not None:
-                prompts, srsr_in = self._srsr_inputs(lr0, tags, (H, W), (H + ph, W + pw))
+                prompts, srsr_in = self._srsr_inputs(lr0, tags, (H, W), tuple(x.shape[-2:]))
             else:
                 prompts = [self._format(t)[0] for t in tags]
             self.last_prompts = prompts
@@ -362,15 +351,10 @@ class SeeSR(DiffusionSR):
             # one generator per image, all seeded alike: an image's result does not depend on the
             # batch it came in (the official script runs one image at a time)
             gens = [self.make_generator() for _ in range(n)]
-            noise = randn((n, 4, (H + ph) // 8, (W + pw) // 8), gens, self.device)
+            noise = randn((n, 4, x.shape[-2] // 8, x.shape[-1] // 8), gens, self.device)
             z_lr = self.encode(x * 2 - 1, gens) if self.start_point == "lr" else None  # official order
             z0 = self.sample(z_lr, noise, text, neg, img_emb, x.to(self.dtype), gens, srsr_in)
-            y = (self.decode(z0.to(self.dtype)) * 0.5 + 0.5)[:, :, :H, :W]
-            y = color_fix(self.color_fix, y, up)
-            if enlarge:
-                y = F.interpolate(y, size=(h * s, w * s), mode="bicubic", align_corners=False,
-                                  antialias=True).clamp(0, 1)
-        return y.float()
+            return self._finish(z0, up, (h * self.scale, w * self.scale), enlarged)
 
 
 def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=None, base=None,

@@ -200,33 +200,47 @@ class DiffusionSR(SRModel):
         raise NotImplementedError
 
     # -- the procedure ----------------------------------------------------------------------------
-    def _forward(self, batch):
-        import torch
+    def _prepare(self, lr):
+        """LR N×3×h×w float32 on the device -> (lr, possibly enlarged to ``process_size`` (the
+        official --process_size, bicubic); up = bicubic ×scale, N×3×H×W in [0, 1]; x = up
+        reflect-padded to multiples of 8; whether it was enlarged)."""
         import torch.nn.functional as F
 
-        h, w = batch.shape[-2:]
+        h, w = lr.shape[-2:]
         s = self.scale
-        lr = batch.to(self.device, torch.float32)
-        short = min(h, w) * s
-        enlarge = self.process_size > 0 and short < self.process_size
-        if enlarge:  # the official --process_size: small inputs are enlarged first (bicubic)
+        enlarge = self.process_size > 0 and min(h, w) * s < self.process_size
+        if enlarge:
             r = (self.process_size // s) / min(h, w)
             lr = F.interpolate(lr, size=(int(r * h), int(r * w)), mode="bicubic", align_corners=False).clamp(0, 1)
         up = F.interpolate(lr, scale_factor=s, mode="bicubic", align_corners=False).clamp(0, 1) if s > 1 else lr
         H, W = up.shape[-2:]
         ph, pw = (-H) % 8, (-W) % 8
         x = F.pad(up, (0, pw, 0, ph), mode="reflect" if ph < H and pw < W else "replicate") if ph or pw else up
+        return lr, up, x, enlarge
+
+    def _finish(self, z0, up, out_hw: tuple[int, int], enlarged: bool):
+        """Denoised latent -> decoded, cropped to ``up``'s size, colour-fixed towards ``up``, and
+        resized back to ``out_hw`` when the input was enlarged -> float32 in [0, 1]."""
+        import torch.nn.functional as F
+
+        from models.sr.diffusion.colorfix import color_fix
+
+        H, W = up.shape[-2:]
+        y = (self.decode(z0.to(self.dtype)) * 0.5 + 0.5)[:, :, :H, :W]
+        y = color_fix(self.color_fix, y, up)
+        if enlarged:
+            y = F.interpolate(y, size=out_hw, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        return y.float()
+
+    def _forward(self, batch):
+        import torch
+
+        h, w = batch.shape[-2:]
+        lr, up, x, enlarged = self._prepare(batch.to(self.device, torch.float32))
         with torch.inference_mode():
             emb = self.encode_prompts(self.prompt(x))
             # one generator per image, all seeded alike: the batch does not change an image's result
             g = [self.make_generator() for _ in range(len(x))]
             z = self.encode(x * 2 - 1, g)
             z0 = self.denoise(z, emb, StepContext(lr=lr, x_up=x, generator=g))
-            y = (self.decode(z0) * 0.5 + 0.5)[:, :, :H, :W]
-            from models.sr.diffusion.colorfix import color_fix
-
-            y = color_fix(self.color_fix, y, up)
-            if enlarge:
-                y = F.interpolate(y, size=(h * s, w * s), mode="bicubic", align_corners=False,
-                                  antialias=True).clamp(0, 1)
-        return y.float()
+            return self._finish(z0, up, (h * self.scale, w * self.scale), enlarged)
