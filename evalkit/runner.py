@@ -157,7 +157,7 @@ def _build_model(cfg: ScoreConfig, bench: Bench):
     from models import create_sr
 
     scale = cfg.scale or bench.scale
-    opts = dict(weights=cfg.weights, device=cfg.device, **cfg.model_options)
+    opts = {"weights": cfg.weights, "device": cfg.device, **cfg.model_options}
     if cfg.model.removesuffix("-tiny") in ("bicubic", "lanczos", "nearest"):
         opts.pop("device")
         opts["scale"] = scale or 4
