@@ -17,11 +17,12 @@ import cv2
 import numpy as np
 
 from evalkit.sample import TextInstance
+from models.files import IMAGE_EXTS
+from models.errors import TextsrError
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-class BenchError(ValueError):
+class BenchError(TextsrError, ValueError):
     """A benchmark that cannot be read; names the path and the problem."""
 
 
@@ -143,10 +144,7 @@ def dataset_bench(entry, *, limit: int | None = None, scale: int | None = None, 
     info = {"dataset": entry.name, "format": entry.format, "root": str(root), "split": loader.split}
     if not loader.has_lr:
         from evalkit.loaders.synthlr import FixedLR
-        from evalkit.runner import cache_dir
-
-        loader = FixedLR(loader, scale=scale or loader.scale or 4, preset=lr_preset, seed=lr_seed,
-                         cache_dir=cache_dir() / "lr")
+        loader = FixedLR(loader, scale=scale or loader.scale or 4, preset=lr_preset, seed=lr_seed)
         info["synthesised_lr"] = loader.info()
     keys = loader.keys()
     n = min(len(keys), limit) if limit else len(keys)

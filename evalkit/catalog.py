@@ -12,7 +12,7 @@ def _count(entry) -> int:
     and annotations, so this takes as long as one pass over the data)."""
     root = entry.root_path()
     if entry.format == "image-folder":
-        from synth.sources.images import IMAGE_EXTS
+        from models.files import IMAGE_EXTS
 
         return sum(Path(f).suffix.lower() in IMAGE_EXTS for _, _, fs in os.walk(root) for f in fs)
     if entry.format in ("ctr-lmdb", "folder-labels", "textseg", "image-mask"):

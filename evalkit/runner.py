@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,12 +21,15 @@ import numpy as np
 from evalkit.benches import Bench, BenchError, folder_pairs, open_bench, read_rgb
 from evalkit.metrics.base import MetricUnavailable
 from evalkit.sample import EvalSample
-from synth.shards import write_json_atomic
+from models.cache import cache_dir
+from models.files import write_json_atomic
+from models.versions import versions
+from models.errors import TextsrError
 
 log = logging.getLogger("evalkit")
 
 
-class ScoreError(RuntimeError):
+class ScoreError(TextsrError, RuntimeError):
     """A run that cannot start; the message says why and what to do."""
 
 
@@ -53,14 +55,12 @@ class ScoreConfig:
     progress: bool = True
     report_worst: int = 8
     datasets: str | None = None        # extra datasets.yaml
-    lr_preset: str = "bicubic"         # HR-only benchmarks: how their fixed LR is made
+    lr_preset: str | None = None       # HR-only benchmarks: how their fixed LR is made (None: the protocol's, else matlab-bicubic)
     lr_seed: int = 0
     skip_bad: bool = False             # log and skip malformed annotation lines
     model_options: dict = field(default_factory=dict)  # passed to create_sr (timestep, prompt, base, tile…)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("TEXTSR_CACHE") or Path.home() / ".cache" / "textsr").expanduser()
+    protocol: str | None = None        # evalkit.protocols name; None: "basicsr" (today's defaults)
+    metric_options: dict = field(default_factory=dict)  # {metric: {key: value}} from --metric-opt METRIC.KEY=VALUE
 
 
 # -- OCR lines <-> JSON ------------------------------------------------------------------------
@@ -122,18 +122,6 @@ def load_metric_state(metric, state: dict) -> None:
         setattr(metric, k, tuple(v) if isinstance(cur, tuple) else v)
 
 
-def _versions() -> dict:
-    from importlib import metadata
-
-    out = {}
-    for pkg in ("textsr-kit", "torch", "pyiqa", "basicsr", "rapidocr-onnxruntime", "numpy", "opencv-python-headless"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 # -- the run -----------------------------------------------------------------------------------
 def _open(cfg: ScoreConfig) -> Bench:
     if cfg.bench and (cfg.sr_dir or cfg.hr_dir):
@@ -142,7 +130,7 @@ def _open(cfg: ScoreConfig) -> Bench:
         from models.datasets import load_catalog
 
         return open_bench(cfg.bench, cfg.limit, catalog=load_catalog(cfg.datasets), scale=cfg.scale,
-                          lr_preset=cfg.lr_preset, lr_seed=cfg.lr_seed, skip_bad=cfg.skip_bad)
+                          lr_preset=cfg.lr_preset or "bicubic", lr_seed=cfg.lr_seed, skip_bad=cfg.skip_bad)
     if not cfg.hr_dir:
         raise ScoreError("nothing to score: give --bench, or --hr-dir with --sr-dir (outputs) or --lr-dir (inputs)")
     if cfg.sr_dir and cfg.model:
@@ -297,7 +285,7 @@ def score(cfg: ScoreConfig) -> dict:
         "hr_ocr_cache": {"path": str(hr_cache.path), "hits": hr_cache.hits, "misses": hr_cache.misses} if hr_cache else None,
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "seconds": round(time.perf_counter() - t0, 2),
-        "versions": _versions(),
+        "versions": versions(),
     }
     write_json_atomic(out / "summary.json", summary)
     from evalkit.report import write_reports

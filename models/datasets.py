@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from models.errors import TextsrError
+
 PROJECT_CATALOG = Path(__file__).resolve().parent.parent / "datasets.yaml"
 # synth sources
 SOURCE_FORMATS = ("image-folder", "ctr-lmdb", "folder-labels", "textseg", "image-mask")
@@ -22,7 +24,7 @@ BENCH_FORMATS = ("realce", "svt", "ctw1500", "icdar2015", "totaltext", "cute80",
 FORMATS = SOURCE_FORMATS + BENCH_FORMATS
 
 
-class DatasetError(ValueError):
+class DatasetError(TextsrError, ValueError):
     """A dataset that cannot be used as asked; the message names dataset, path and the fix."""
 
 

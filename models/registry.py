@@ -10,8 +10,10 @@ import difflib
 import importlib
 from typing import Any, Iterable
 
+from models.errors import TextsrError
 
-class UnknownNameError(KeyError):
+
+class UnknownNameError(TextsrError, KeyError):
     """Raised for a name no registry entry has; the message lists close matches."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain

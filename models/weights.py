@@ -9,10 +9,12 @@ looked, its source, its sha256 when known, and the command that fetches it.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from models.files import sha256_file
+from models.errors import TextsrError
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class WeightsFile:
         return f"{self.homepage} (no scriptable download)" if self.homepage else "no public source known"
 
 
-class WeightsMissingError(FileNotFoundError):
+class WeightsMissingError(TextsrError, FileNotFoundError):
     def __init__(self, wf: WeightsFile, looked: list[str], why: str = "not found"):
         self.weights_file = wf
         self.looked = looked
@@ -57,7 +59,7 @@ class WeightsMissingError(FileNotFoundError):
         super().__init__("\n".join(lines))
 
 
-class WeightsChecksumError(ValueError):
+class WeightsChecksumError(TextsrError, ValueError):
     pass
 
 
@@ -96,16 +98,10 @@ def fetch_command(wf: WeightsFile) -> str:
     return f"(no public download; place the file at {dest / wf.filename})"
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _verify(path: Path, wf: WeightsFile) -> Path:
-    if wf.sha256 and sha256_of(path) != wf.sha256:
+    if wf.sha256 and sha256_file(path) != wf.sha256:
         raise WeightsChecksumError(
             f"{path}: sha256 does not match {wf.sha256} expected for {wf.filename} ({wf.source}); "
             f"delete it and fetch again with: {fetch_command(wf)}")

@@ -12,14 +12,15 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
-import platform
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 from synth.recipe import Recipe
-from synth.shards import AtomicShardWriter, read_manifest, sha256_file, shard_path, write_json_atomic
+from models.files import sha256_file, write_json_atomic
+from models.versions import versions
+from synth.shards import AtomicShardWriter, read_manifest, shard_path
+from models.errors import TextsrError
 
 log = logging.getLogger("synth.build")
 MANIFEST_FORMAT = "textsr-synth/1"
@@ -29,28 +30,8 @@ MANIFEST_FORMAT = "textsr-synth/1"
 SAMPLE_VERSION = 2
 
 
-class BuildError(RuntimeError):
+class BuildError(TextsrError, RuntimeError):
     """A build that cannot start or continue; the message says why and what to do."""
-
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("textsr-kit", "numpy", "opencv-python-headless", "rapidocr-onnxruntime", "rapidocr",
-                "onnxruntime", "ray", "webdataset", "wordfreq", "scikit-image"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        if sha:
-            out["git"] = sha
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 def _now() -> str:
@@ -153,7 +134,7 @@ def build(recipe: Recipe, out: str | Path, num: int, *, executor, resume: bool =
         "recipe_hash": recipe.hash(),
         "num": num, "samples_per_shard": n_per, "num_shards": n_shards,
         "created": (old or {}).get("created", _now()) if resume else _now(), "updated": _now(),
-        "complete": False, "versions": _versions(), "shards": done, "counts": {}, "examples": (old or {}).get("examples", {}) if resume else {},
+        "complete": False, "versions": versions(), "shards": done, "counts": {}, "examples": (old or {}).get("examples", {}) if resume else {},
     }
     done_idx = {s["index"] for s in done}
     todo = [s for s in range(n_shards) if s not in done_idx]

@@ -17,10 +17,12 @@ from typing import Any
 
 import yaml
 
+from models.errors import TextsrError
+
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
 
-class RecipeError(ValueError):
+class RecipeError(TextsrError, ValueError):
     """A recipe file or override that does not fit the schema; the message names key and problem."""
 
 

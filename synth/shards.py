@@ -7,12 +7,13 @@ fsynced: a killed build leaves either a whole shard or none, never a truncated o
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import tarfile
 from pathlib import Path
+
+from models.files import sha256_file
 
 SHARD_PATTERN = "{name}-{index:06d}.tar"
 
@@ -67,25 +68,6 @@ class AtomicShardWriter:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             self.abort()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_manifest(out: Path) -> dict | None:

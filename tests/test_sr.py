@@ -8,7 +8,8 @@ import torch
 
 from models import create_sr, list_sr
 from models.sr.checkpoint import CheckpointError
-from models.weights import WeightsChecksumError, WeightsFile, WeightsMissingError, resolve, sha256_of
+from models.files import sha256_file
+from models.weights import WeightsChecksumError, WeightsFile, WeightsMissingError, resolve
 
 TORCH_MODELS = sorted(n[:-5] for n in list_sr("*-tiny") if n[:-5] not in ("bicubic", "lanczos", "nearest"))
 
@@ -57,7 +58,7 @@ def test_official_layout_checkpoint_loads_and_changes_output(name, tmp_path):
     path = tmp_path / "official.pth"
     torch.save({spec.keys[0]: donor.state_dict()}, path)  # the key the authors release under
     loaded = create_sr(name + "-tiny", device="cpu", weights=path)
-    assert loaded.weights_info["sha256"] == sha256_of(path) and loaded.weights_info["key"] == spec.keys[0]
+    assert loaded.weights_info["sha256"] == sha256_file(path) and loaded.weights_info["key"] == spec.keys[0]
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         want = donor.eval()(x).clamp(0, 1)
@@ -143,7 +144,7 @@ def test_resolver_checks_sha256_when_known(tmp_path):
     p = tmp_path / "weights" / "w.pth"
     p.parent.mkdir(parents=True)
     p.write_bytes(b"abc")
-    good = WeightsFile("w.pth", url="https://example.org/w.pth", sha256=sha256_of(p))
+    good = WeightsFile("w.pth", url="https://example.org/w.pth", sha256=sha256_file(p))
     assert resolve(good) == p
     with pytest.raises(WeightsChecksumError, match="sha256"):
         resolve(WeightsFile("w.pth", url="https://example.org/w.pth", sha256="0" * 64))

@@ -15,10 +15,12 @@ import logging
 from pathlib import Path
 from typing import Iterator
 
+from models.errors import TextsrError
+
 log = logging.getLogger("evalkit.loaders")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(TextsrError, ValueError):
     def __init__(self, path: Path | str, line: int | None, problem: str):
         where = f"{path}:{line}" if line else str(path)
         super().__init__(f"{where}: {problem}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -28,10 +27,12 @@ import numpy as np
 
 from evalkit.benches import BenchItem
 from evalkit.loaders.base import AnnotationError, Loader
+from models.cache import cache_dir
+from models.files import atomic_write
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("TEXTSR_CACHE") or Path.home() / ".cache" / "textsr").expanduser() / "fixed-lr"
+    return cache_dir("fixed-lr")
 
 
 class FixedLR(Loader):
@@ -88,8 +89,8 @@ class FixedLR(Loader):
             ok, buf = cv2.imencode(".png", lr[:, :, ::-1])
             if not ok:
                 raise RuntimeError(f"cannot encode the LR of {key!r} as PNG")
-            _atomic_write(path, buf.tobytes())
-            _atomic_write(path.with_suffix(".json"), json.dumps(params).encode())
+            atomic_write(path, buf.tobytes())
+            atomic_write(path.with_suffix(".json"), json.dumps(params))
         meta.update({"lr_path": str(path), "lr_preset": self.preset, "lr_seed": self.seed, "scale": s})
         return BenchItem(key=key, hr=hr, lr=lr, mask=mask, texts=it.texts, sr_path=it.sr_path, hr_path=it.hr_path,
                          meta=meta)
@@ -104,18 +105,3 @@ def _read_cached(path: Path, size: tuple[int, int]) -> np.ndarray | None:
     if img is None or img.shape[:2] != size:
         return None
     return np.ascontiguousarray(img[:, :, ::-1])
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

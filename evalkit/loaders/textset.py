@@ -3,6 +3,7 @@ cute80): ``TextSetLoader``, line/coordinate/XML parsing that reports file and li
 key helpers."""
 from __future__ import annotations
 
+import glob
 import re
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.loaders.base import AnnotationError, Loader
+from models.files import is_image_file
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 DONT_CARE = "###"
 
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")
@@ -101,15 +102,13 @@ def parse_xml(path: Path) -> tuple[ET.Element, dict[int, int]]:
 
 
 def find_image(folder: Path, stem: str) -> Path | None:
-    for ext in IMAGE_EXTS:
-        p = folder / f"{stem}{ext}"
-        if p.is_file():
-            return p
-    return None
+    """The image file ``<stem>.<image suffix>`` in ``folder`` (any case of the suffix), or None."""
+    hits = sorted(p for p in folder.glob(f"{glob.escape(stem)}.*") if p.stem == stem and is_image_file(p) and p.is_file())
+    return hits[0] if hits else None
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix in IMAGE_EXTS and p.is_file())
+    return sorted(p for p in folder.iterdir() if is_image_file(p) and p.is_file())
 
 
 class TextSetLoader(Loader):

@@ -16,9 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from evalkit.sample import EvalSample
+from models.errors import TextsrError
 
 
-class MetricUnavailable(RuntimeError):
+class MetricUnavailable(TextsrError, RuntimeError):
     """A metric that cannot run here (its weights are missing, a package is absent). ``reason``
     is the short form written to summary.json, e.g. ``weights-missing: lpips_alex.pth (...)``."""
 

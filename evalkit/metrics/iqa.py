@@ -44,7 +44,8 @@ import numpy as np
 from evalkit.metrics.base import MeanMetric, Metric, MetricUnavailable
 from evalkit.metrics.fidelity import REGION_RULE, text_region
 from evalkit.sample import EvalSample
-from models.weights import WeightsFile, WeightsMissingError, hf_cache_dir, resolve, sha256_of, weights_dir
+from models.files import atomic_path, sha256_file
+from models.weights import WeightsFile, WeightsMissingError, hf_cache_dir, resolve, weights_dir
 
 PYIQA_HF_REPO = "chaofengc/IQA-PyTorch-Weights"
 INPUT_RANGE = "RGB float32 in [0, 1] (uint8 / 255), NCHW, one image per call"
@@ -174,7 +175,7 @@ def locate(need: Needed, allow_download: bool = False, target_dir: Path | None =
     native_dir = None if need.cache == "hf" else (target_dir or cache_dir(need.cache))
     if native_dir is not None:
         native = native_dir / wf.filename
-        if native.is_file() and (not wf.sha256 or sha256_of(native) == wf.sha256):
+        if native.is_file() and (not wf.sha256 or sha256_file(native) == wf.sha256):
             return native
     try:
         path = resolve(wf, allow_download=allow_download)
@@ -219,12 +220,9 @@ def write_niqe_params(dest: Path, npz: Path) -> Path:
     import scipy.io
 
     params = np.load(npz)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        scipy.io.savemat(f, {"mu_prisparam": np.asarray(params["mu_pris_param"], np.float64).reshape(1, -1),
-                             "cov_prisparam": np.asarray(params["cov_pris_param"], np.float64)})
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        scipy.io.savemat(str(tmp), {"mu_prisparam": np.asarray(params["mu_pris_param"], np.float64).reshape(1, -1),
+                                    "cov_prisparam": np.asarray(params["cov_pris_param"], np.float64)})
     return dest
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from models.weights import sha256_of
+from models.files import sha256_file
+from models.errors import TextsrError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(TextsrError, ValueError):
     """A checkpoint that does not fit the network; names the file and the keys at fault."""
 
 
@@ -63,4 +64,4 @@ def load_into(net, path: Path, keys: tuple[str, ...] = ("params_ema", "params"),
     check_keys(net.state_dict(), sd, f"{path} does not fit {type(net).__name__}",
                "Is it the checkpoint of this model and scale?")
     net.load_state_dict(sd, strict=True)
-    return {"path": str(path), "sha256": sha256_of(Path(path)), "key": used}
+    return {"path": str(path), "sha256": sha256_file(Path(path)), "key": used}

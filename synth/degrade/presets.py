@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 
 from synth.degrade.pipeline import DegradeConfig
+from models.errors import TextsrError
 
 # Real-ESRGAN x4plus training (xinntao/Real-ESRGAN options/train_realesrgan_x4plus.yml and
 # RealESRGANDataset; identical for RealESRNet): the DegradeConfig defaults, with USM of the HR
@@ -53,7 +54,7 @@ BICUBIC = DegradeConfig(name="bicubic", kind="bicubic", usm_sharpen=False)
 PRESETS: dict[str, DegradeConfig] = {c.name: c for c in (REALESRGAN, OSEDIFF, SEESR, TADISR, BICUBIC)}
 
 
-class UnknownPresetError(KeyError):
+class UnknownPresetError(TextsrError, KeyError):
     """An unknown preset name; the message lists close names and all names."""
 
     def __str__(self) -> str:  # KeyError would repr() the message, quotes and all

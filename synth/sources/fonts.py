@@ -25,6 +25,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.errors import TextsrError
+
 FONT_DIRS_ENV = "TEXTSR_FONT_DIRS"
 
 SYSTEM_FONT_DIRS: tuple[str, ...] = (
@@ -96,7 +98,7 @@ class Font:
         return all(ord(c) in cps for c in text if not c.isspace())
 
 
-class FontNotFoundError(FileNotFoundError):
+class FontNotFoundError(TextsrError, FileNotFoundError):
     """No usable font file: says where we looked and what to install."""
 
 

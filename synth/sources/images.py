@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from models.datasets import DatasetEntry, DatasetError, load_catalog
+from models.files import IMAGE_EXTS
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 # scikit-image's bundled colour photos (no network needed) plus matplotlib's sample photo.
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina",

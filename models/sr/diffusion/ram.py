@@ -47,7 +47,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.weights import WeightsFile, resolve, sha256_of
+from models.files import sha256_file
+from models.weights import WeightsFile, resolve
 
 RAM_SWIN_L = WeightsFile("ram_swin_large_14m.pth", hf_repo="xinyu1205/recognize_anything_model")
 DAPE = WeightsFile("DAPE.pth", homepage="https://drive.google.com/file/d/1KIV6VewwO2eDC9g4Gcvgm-a0LDI7Lmwm "
@@ -127,7 +128,7 @@ def load_ram(net, path) -> dict:
     check_keys(own, sd, f"{path} does not fit RAM ({net.cfg.num_classes} tags)",
                "Is it ram_swin_large_14m.pth, with the matching 4585-line tag list?")
     net.load_state_dict(sd, strict=False)  # every non-LoRA key checked above; LoRA keys come from DAPE
-    return {"path": str(path), "sha256": sha256_of(Path(path)), "source": RAM_SWIN_L.source}
+    return {"path": str(path), "sha256": sha256_file(Path(path)), "source": RAM_SWIN_L.source}
 
 
 def dape_state(sd: dict, net) -> tuple[dict, dict]:
@@ -160,7 +161,7 @@ def load_dape(net, path) -> dict:
                "Is it DAPE.pth (loralib lora_A/lora_B tensors of SeeSR's RAM)?")
     net.load_state_dict(sd, strict=False)  # every LoRA key checked above
     net.merge_lora(tied)
-    return {"path": str(path), "sha256": sha256_of(Path(path)), "tied_updates": sorted(tied)}
+    return {"path": str(path), "sha256": sha256_file(Path(path)), "tied_updates": sorted(tied)}
 
 
 def build_ram(ram_path, dape_path=None, *, num_classes: int = 4585, config=None):
