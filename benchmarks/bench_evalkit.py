@@ -29,7 +29,7 @@ def make_corpus(root: Path, num: int) -> Path:
     from synth.recipe import load_recipe
 
     recipe = load_recipe("ftsr", ["text.rendered_prob=1.0", "text.rendered.languages={en: 1.0}",
-                                  "degrade.preset=bicubic", "text.instances=[3, 5]"])
+                                  "degrade.preset=cv2-bicubic", "text.instances=[3, 5]"])
     build(recipe, root, num, executor=LocalExecutor(recipe), progress=False)
     return root
 

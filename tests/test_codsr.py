@@ -321,7 +321,7 @@ def test_evalkit_scores_codsr_tiny_on_a_synth_corpus_with_model_options(tmp_path
     from synth.recipe import load_recipe
 
     recipe = load_recipe("ftsr", ["backgrounds.hr_size=128", "text.instances=[1, 1]", "text.rendered_prob=1.0",
-                                  "text.rendered.font_size_px=[28, 40]", "degrade.preset=bicubic"])
+                                  "text.rendered.font_size_px=[28, 40]", "degrade.preset=cv2-bicubic"])
     corpus = tmp_path / "corpus"
     build(recipe, corpus, 2, executor=LocalExecutor(recipe, catalog=load_catalog()), progress=False)
     runs = {}

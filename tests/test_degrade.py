@@ -233,13 +233,20 @@ def test_params_are_plain_json_with_every_sampled_value(chelsea, preset):
         assert s2["resize"]["size"] == [int(256 / 4 * s2["resize"]["scale"])] * 2
 
 
-def test_bicubic_preset_is_a_plain_cubic_downscale(astronaut):
-    import cv2
-
-    lr, p = degrade(astronaut, 4, get_preset("bicubic"), np.random.default_rng(0))
+def test_cv2_bicubic_preset_is_a_plain_opencv_cubic_downscale(astronaut):
+    lr, p = degrade(astronaut, 4, get_preset("cv2-bicubic"), np.random.default_rng(0))
     ref = cv2.resize(astronaut, (64, 64), interpolation=cv2.INTER_CUBIC)
     assert np.abs(lr.astype(int) - ref.astype(int)).max() <= 1
-    assert p["kind"] == "bicubic" and p["interpolation"] == "bicubic" and json.dumps(p)
+    assert p["kind"] == "cv2-bicubic" and p["interpolation"] == "cv2-inter-cubic" and json.dumps(p)
+    # the MATLAB preset (checked against basicsr in test_matlab_resize.py) is another image
+    mat, pm = degrade(astronaut, 4, get_preset("matlab-bicubic"), np.random.default_rng(0))
+    assert pm["kind"] == "matlab-bicubic" and np.abs(mat.astype(int) - lr).max() > 20
+
+
+def test_kinds_and_presets_agree():
+    assert set(P.KINDS) == {c.kind for c in PRESETS.values()}
+    with pytest.raises(ValueError, match="DegradeConfig.kind: got 'bicubic'"):
+        DegradeConfig(kind="bicubic")
 
 
 def test_same_seed_same_bytes_different_seed_different(astronaut):

@@ -167,7 +167,7 @@ def test_lr_ocr_strings_are_the_engines_reading(corpus):
 
 def test_large_clean_text_is_read_in_the_lr(tmp_path):
     """With a mild (bicubic) degradation and large words, the OCR guidance reads the true strings."""
-    r = _recipe("degrade.preset=bicubic", "text.rendered_prob=1.0", "text.instances=[1, 1]",
+    r = _recipe("degrade.preset=cv2-bicubic", "text.rendered_prob=1.0", "text.instances=[1, 1]",
                 "text.rendered.languages={en: 1.0}", "text.rendered.font_size_px=[64, 72]",
                 "text.rendered.words=[1, 1]", "text.rendered.rotation_deg=[0, 0]",
                 "text.rendered.curvature=[0, 0]", "text.rendered.outline_prob=0.0")

@@ -1,6 +1,7 @@
 """SR-pair benchmark loaders, each read back from a tiny fixture in its published layout."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,13 +11,17 @@ import numpy as np
 import pytest
 import skimage.data
 
-from evalkit.loaders.base import AnnotationError
+from evalkit.benches import BenchItem
+from evalkit.loaders.base import AnnotationError, Loader
 from evalkit.loaders.ftsr import FTSRTadisr
 from evalkit.loaders.srpairs import DIV2KValid, FolderBench, RealSRV3, SRPairs
-from evalkit.loaders.synthlr import FixedLR
+from evalkit.loaders.synthlr import FIXED_LR_VERSION, FixedLR
 from evalkit.loaders.textzoom import TextZoom
+from models.cache import cache_key
 from models.datasets import DatasetEntry
-from tests.helpers import png_bytes, word_crop, write_png
+from models.files import sha256_file
+from synth.degrade import DEGRADE_VERSION, get_preset, matlab_resize
+from tests.helpers import photo_with_text, png_bytes, word_crop, write_png
 
 
 def entry(root: Path, fmt: str, name: str = "bench", **extra) -> DatasetEntry:
@@ -262,30 +267,142 @@ def hr_only(tmp_path: Path, sizes=((64, 64), (70, 90))) -> FolderBench:
     return FolderBench(entry(tmp_path / "hr", "folder-bench", name="mini"))
 
 
+def lr_files(d: Path) -> list[Path]:
+    return sorted(d.rglob("*.png"))
+
+
 def test_fixed_lr_deterministic_cached_and_cropped(tmp_path):
     fl = FixedLR(hr_only(tmp_path), scale=4, preset="realesrgan", seed=3, cache_dir=tmp_path / "cache")
-    assert fl.has_lr and fl.info() == {"preset": "realesrgan", "scale": 4, "seed": 3}
+    info = fl.info()
+    assert fl.has_lr and (info["preset"], info["scale"], info["seed"]) == ("realesrgan", 4, 3)
+    assert info["preset_definition"] == get_preset("realesrgan").to_dict()
+    assert info["preset_hash"] == cache_key(get_preset("realesrgan").to_dict())
+    assert info["code_version"] == {"fixed_lr": FIXED_LR_VERSION, "degrade": DEGRADE_VERSION}
+    json.dumps(info)
     a = fl.item("img0")
-    path = tmp_path / "cache" / "mini" / "realesrgan-x4-seed3" / "img0.png"
-    assert path.is_file() and a.lr.shape == (16, 16, 3) and path.with_suffix(".json").is_file()
-    first_bytes, mtime = path.read_bytes(), path.stat().st_mtime_ns
-    os.utime(path, ns=(mtime - 10**9, mtime - 10**9))  # make a rewrite visible whatever the fs resolution
-    mtime = path.stat().st_mtime_ns
+    d = tmp_path / "cache" / "mini" / "realesrgan-x4-seed3"
+    [path] = lr_files(d)
+    assert path.name == f"img0.{a.meta['lr_entry']}.png" and a.meta["lr_path"] == str(path)
+    assert a.lr.shape == (16, 16, 3) and cv2.imread(str(path)).shape == (16, 16, 3)
+    # the sidecar says what the entry was computed from
+    rec = json.loads(path.with_suffix(".json").read_text())
+    assert rec["hr"]["file_sha256"] == sha256_file(tmp_path / "hr" / "img0.png")
+    assert rec["preset"] == info["preset_definition"] and rec["root"] == str((tmp_path / "hr").resolve())
+    assert rec["params"]["preset"] == "realesrgan" and "stage1" in rec["params"]
+    # the index finds the benchmark's LR per key
+    idx = json.loads((d / "index" / "img0.json").read_text())
+    assert idx["entry"] == a.meta["lr_entry"] and (d / "index" / idx["lr"]).resolve() == path.resolve()
+    # same inputs, new loader: a cache hit, the file is neither rewritten nor replaced
+    st = path.stat()
+    # backdate it, so that a rewrite would show whatever the file system's time resolution
+    os.utime(path, ns=(st.st_mtime_ns - 10**9, st.st_mtime_ns - 10**9))
+    st = path.stat()
+    first_bytes = path.read_bytes()
     again = FixedLR(hr_only(tmp_path), scale=4, preset="realesrgan", seed=3, cache_dir=tmp_path / "cache").item("img0")
-    assert path.stat().st_mtime_ns == mtime and path.read_bytes() == first_bytes
+    st2 = path.stat()
+    assert (st2.st_ino, st2.st_mtime_ns) == (st.st_ino, st.st_mtime_ns) and path.read_bytes() == first_bytes
     np.testing.assert_array_equal(again.lr, a.lr)
-    # same seed, fresh cache -> same bytes; other seed -> other LR
+    assert lr_files(d) == [path]
+    # same seed, fresh cache -> same bytes and the same entry; other seed -> other LR
     fresh = FixedLR(hr_only(tmp_path), scale=4, preset="realesrgan", seed=3, cache_dir=tmp_path / "c2").item("img0")
-    assert (tmp_path / "c2" / "mini" / "realesrgan-x4-seed3" / "img0.png").read_bytes() == first_bytes
+    assert Path(fresh.meta["lr_path"]).read_bytes() == first_bytes and fresh.meta["lr_entry"] == a.meta["lr_entry"]
     np.testing.assert_array_equal(fresh.lr, a.lr)
     other = FixedLR(hr_only(tmp_path), scale=4, preset="realesrgan", seed=4, cache_dir=tmp_path / "c3").item("img0")
     assert not np.array_equal(other.lr, a.lr)
-    # 70x90 is not divisible by 8: cropped bottom/right to 64x88
+    # 70x90 is not divisible by 8: cropped bottom/right to 64x88; default preset: MATLAB bicubic
     b = FixedLR(hr_only(tmp_path), scale=8, cache_dir=tmp_path / "cache").item("img1")
     assert b.hr.shape == (64, 88, 3) and b.lr.shape == (8, 11, 3)
-    assert b.meta["hr_crop"] == {"from": [70, 90], "to": [64, 88]}
+    assert b.meta["hr_crop"] == {"from": [70, 90], "to": [64, 88]} and b.meta["lr_preset"] == "matlab-bicubic"
     np.testing.assert_array_equal(b.hr, crop(70, 90, 20, 100)[:64, :88])
-    assert (tmp_path / "cache" / "mini" / "bicubic-x8-seed0" / "img1.png").is_file()
+    np.testing.assert_array_equal(b.lr, matlab_resize.downscale(b.hr, 8))
+    assert Path(b.meta["lr_path"]).parent == tmp_path / "cache" / "mini" / "matlab-bicubic-x8-seed0"
+
+
+def test_fixed_lr_hr_edited_in_place_gets_a_new_lr(tmp_path):
+    """The issue's bug: flipping an HR in place kept its old LR and bicubic PSNR fell to 14.7 dB."""
+    hr_path = write_png(tmp_path / "hr" / "sign.png", photo_with_text("OPEN 24 HOURS")[256:])  # 256x512, words
+    bench = lambda: FolderBench(entry(tmp_path / "hr", "folder-bench", name="signs"))
+    old = FixedLR(bench(), scale=4, cache_dir=tmp_path / "cache").item("sign")
+    write_png(hr_path, cv2.imread(str(hr_path))[::-1])  # flipped upside down, same name, same size
+    new = FixedLR(bench(), scale=4, cache_dir=tmp_path / "cache").item("sign")
+    assert new.meta["lr_entry"] != old.meta["lr_entry"] and new.meta["lr_path"] != old.meta["lr_path"]
+    np.testing.assert_array_equal(new.lr, matlab_resize.downscale(new.hr, 4))
+
+    def psnr_up(lr, hr):  # the bicubic baseline's PSNR: LR upsampled back to the HR size
+        up = cv2.resize(lr, (hr.shape[1], hr.shape[0]), interpolation=cv2.INTER_CUBIC)
+        return 10 * np.log10(255.0 ** 2 / np.mean((up.astype(np.float64) - hr) ** 2))
+
+    assert psnr_up(new.lr, new.hr) > 20            # measured 20.9 dB, as before the flip
+    assert abs(psnr_up(new.lr, new.hr) - psnr_up(old.lr, old.hr)) < 0.1
+    assert psnr_up(old.lr, new.hr) < 10            # what reusing the stale LR scores (measured 5.5 dB)
+    # both entries stay, the index names the current one
+    idx = json.loads((Path(new.meta["lr_path"]).parent / "index" / "sign.json").read_text())
+    assert idx["entry"] == new.meta["lr_entry"] and Path(old.meta["lr_path"]).is_file()
+
+
+def test_fixed_lr_changed_preset_field_or_root_is_a_new_entry(tmp_path):
+    fl = FixedLR(hr_only(tmp_path), scale=4, preset="realesrgan", seed=1, cache_dir=tmp_path / "cache")
+    a = fl.item("img0")
+    tweaked = FixedLR(hr_only(tmp_path), scale=4, preset="realesrgan", seed=1, cache_dir=tmp_path / "cache",
+                      overrides={"jpeg_range2": (95, 95)})
+    b = tweaked.item("img0")
+    assert tweaked.info()["preset_hash"] != fl.info()["preset_hash"]
+    assert tweaked.info()["preset_definition"]["jpeg_range2"] == [95, 95]
+    assert b.meta["lr_entry"] != a.meta["lr_entry"] and Path(a.meta["lr_path"]).is_file()
+    assert json.loads(Path(b.meta["lr_path"]).with_suffix(".json").read_text())["params"]["final"]["jpeg_quality"] == 95
+    # the same images under another root: another entry, same pixels
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    os.rename(tmp_path / "hr", moved / "hr")
+    c = FixedLR(FolderBench(entry(moved / "hr", "folder-bench", name="mini")), scale=4, preset="realesrgan", seed=1,
+                cache_dir=tmp_path / "cache").item("img0")
+    assert c.meta["lr_entry"] != a.meta["lr_entry"]
+    np.testing.assert_array_equal(c.lr, a.lr)
+
+
+def test_fixed_lr_entries_are_whole_files(tmp_path):
+    """A torn entry (what a killed non-atomic writer leaves) is not trusted but remade whole; the
+    writer leaves no temporary files and a PNG never lacks its JSON."""
+    fl = FixedLR(hr_only(tmp_path), scale=4, cache_dir=tmp_path / "cache")
+    a = fl.item("img0")
+    path = Path(a.meta["lr_path"])
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    again = fl.item("img0")
+    assert path.read_bytes() == whole
+    np.testing.assert_array_equal(again.lr, a.lr)
+    fl.item("img1")
+    files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name.startswith(".") or p.suffix == ".tmp"]
+    assert all(p.with_suffix(".json").is_file() for p in files if p.suffix == ".png")
+
+
+class ArrayLoader(Loader):
+    """An HR-only set whose images live in memory (as in an LMDB), not in files of their own."""
+
+    def __init__(self, root: Path, images: dict[str, np.ndarray]):
+        super().__init__(DatasetEntry(name="arrays", format="arrays", root=str(root)))
+        self.images = images
+
+    def keys(self):
+        return sorted(self.images)
+
+    def item(self, key):
+        return BenchItem(key=key, hr=self.images[key].copy())
+
+
+def test_fixed_lr_hr_without_a_file_is_keyed_by_its_pixels(tmp_path):
+    img = crop(64, 64, 200, 200)
+    a = FixedLR(ArrayLoader(tmp_path, {"k": img}), scale=4, cache_dir=tmp_path / "cache").item("k")
+    rec = json.loads(Path(a.meta["lr_path"]).with_suffix(".json").read_text())
+    assert rec["hr"]["pixels_sha256"] == hashlib.sha256(img.tobytes()).hexdigest()
+    hit = FixedLR(ArrayLoader(tmp_path, {"k": img}), scale=4, cache_dir=tmp_path / "cache").item("k")
+    assert hit.meta["lr_entry"] == a.meta["lr_entry"]
+    edited = img.copy()
+    edited[10:20, 10:20] = 0
+    b = FixedLR(ArrayLoader(tmp_path, {"k": edited}), scale=4, cache_dir=tmp_path / "cache").item("k")
+    assert b.meta["lr_entry"] != a.meta["lr_entry"]
+    np.testing.assert_array_equal(b.lr, matlab_resize.downscale(edited, 4))
 
 
 def test_fixed_lr_refuses_real_lr_and_bad_scale(tmp_path):

@@ -21,6 +21,10 @@ Differences from the torch reference chain, each on purpose:
   bytes out.
 
 Everything runs in float32 RGB in [0, 1] between the uint8 input and the uint8 output.
+
+Besides the chain, two plain downscales (``kind``): ``matlab-bicubic``, MATLAB's antialiased
+``imresize`` (``synth.degrade.matlab_resize``), the LR of most SR papers' HR-only benchmarks; and
+``cv2-bicubic``, OpenCV ``INTER_CUBIC`` without antialiasing.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from synth.degrade import matlab_resize
 from synth.degrade.kernels import (
     KERNEL_SIZE,
     KERNEL_TYPES,
@@ -42,7 +47,12 @@ from synth.degrade.kernels import (
 
 SUPPORTED_SCALES = (2, 4, 8)
 RESIZE_MODES = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
-KINDS = ("second-order", "bicubic")
+KINDS = ("second-order", "matlab-bicubic", "cv2-bicubic")
+
+# The version of what ``degrade`` computes: bump it whenever the same (HR, scale, config, generator
+# state) would give other LR bytes, so caches keyed by it (evalkit's fixed LR) are never reused
+# stale. 1: the chain and cv2-bicubic as first written; 2: kinds renamed, matlab-bicubic added.
+DEGRADE_VERSION = 2
 
 _ODD_7_21 = tuple(range(7, 22, 2))
 # torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma), used by basicsr's gray poisson noise.
@@ -60,8 +70,9 @@ class DegradeConfig:
     Suffix 1 = first degradation stage (at HR resolution), 2 = second stage (around LR size).
 
     name:            label written into each sample's params ("preset" key).
-    kind:            "second-order" (the Real-ESRGAN chain) or "bicubic" (a plain OpenCV
-                     INTER_CUBIC downscale; every other field is then ignored).
+    kind:            "second-order" (the Real-ESRGAN chain), "matlab-bicubic" (MATLAB's
+                     antialiased bicubic ``imresize``) or "cv2-bicubic" (OpenCV INTER_CUBIC, no
+                     antialiasing); for the two plain downscales every other field is ignored.
     usm_sharpen:     unsharp-mask the HR image before degrading it (Real-ESRGAN's ``gt_usm``).
     kernel_list, kernel_prob: blur kernel types (of ``KERNEL_TYPES``) and their probabilities,
                      shared by both stages.
@@ -339,7 +350,9 @@ def degrade(hr: np.ndarray, scale: int, cfg: DegradeConfig, rng: np.random.Gener
 
     Returns (LR, params): LR is (H/scale)x(W/scale)x3 uint8 RGB; params is a JSON-serialisable
     dict (plain Python scalars, lists and dicts) of every sampled value:
-    ``preset, kind, scale, hr_size, lr_size, usm_sharpen``, then for the second-order chain
+    ``preset, kind, scale, hr_size, lr_size, usm_sharpen``; for the plain downscales
+    ``interpolation`` (how it was made, e.g. "matlab-imresize-bicubic") and ``antialias``; for the
+    second-order chain
     ``stage1 {kernel, resize, noise, jpeg_quality}``, ``stage2 {blur_applied, kernel, resize, noise}``,
     ``final {order, resize, sinc, jpeg_quality}``. A kernel is ``{type, size, sigma_x, sigma_y,
     theta, beta, omega}`` (None where not applicable; the final sinc's type is "sinc" or
@@ -355,12 +368,16 @@ def degrade(hr: np.ndarray, scale: int, cfg: DegradeConfig, rng: np.random.Gener
     lh, lw = h // scale, w // scale
     params: dict[str, Any] = {"preset": cfg.name, "kind": cfg.kind, "scale": int(scale),
                               "hr_size": [h, w], "lr_size": [lh, lw]}
-    x = hr.astype(np.float32) * np.float32(1.0 / 255.0)
-
-    if cfg.kind == "bicubic":
-        params["usm_sharpen"] = False
-        params["interpolation"] = "bicubic"
+    if cfg.kind == "matlab-bicubic":
+        # Nothing is sampled: the generator is left untouched, the LR depends on the HR alone.
+        params.update(usm_sharpen=False, interpolation="matlab-imresize-bicubic", antialias=True)
+        return matlab_resize.downscale(hr, scale), params
+    if cfg.kind == "cv2-bicubic":
+        params.update(usm_sharpen=False, interpolation="cv2-inter-cubic", antialias=False)
+        x = hr.astype(np.float32) * np.float32(1.0 / 255.0)
         return _to_uint8(cv2.resize(x, (lw, lh), interpolation=cv2.INTER_CUBIC)), params
+
+    x = hr.astype(np.float32) * np.float32(1.0 / 255.0)
 
     params["usm_sharpen"] = bool(cfg.usm_sharpen)
     if cfg.usm_sharpen:

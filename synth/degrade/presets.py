@@ -8,8 +8,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 
-from synth.degrade.pipeline import DegradeConfig
 from models.errors import TextsrError
+from synth.degrade.pipeline import DegradeConfig
 
 # Real-ESRGAN x4plus training (xinntao/Real-ESRGAN options/train_realesrgan_x4plus.yml and
 # RealESRGANDataset; identical for RealESRNet): the DegradeConfig defaults, with USM of the HR
@@ -47,11 +47,26 @@ TADISR = DegradeConfig(
     noise_range2=(1.0, 30.0), poisson_scale_range2=(0.05, 3.0),
 )
 
-# Plain bicubic downscale (cv2 INTER_CUBIC, a = -0.75, no antialiasing): the classic synthetic
-# LR of non-blind SR. Not MATLAB's antialiased imresize.
-BICUBIC = DegradeConfig(name="bicubic", kind="bicubic", usm_sharpen=False)
+# MATLAB ``imresize(hr, 1/scale, 'bicubic')``: Keys cubic a = -0.5, antialiased (kernel widened by
+# the scale), symmetric padding — the LR of DIV2K's "bicubic" track and of the HR-only text
+# benchmarks in GLYPH-SR and most SR papers (they call basicsr's ``matlab_functions.imresize`` or
+# MATLAB itself). Equal to basicsr's to 1/255 (tests/test_matlab_resize.py). Deterministic.
+MATLAB_BICUBIC = DegradeConfig(name="matlab-bicubic", kind="matlab-bicubic", usm_sharpen=False)
 
-PRESETS: dict[str, DegradeConfig] = {c.name: c for c in (REALESRGAN, OSEDIFF, SEESR, TADISR, BICUBIC)}
+# OpenCV ``cv2.resize(INTER_CUBIC)``: a = -0.75 and no antialiasing, so a x4 downscale aliases;
+# ~0.5 dB below MATLAB's LR on a x4 text image once both are upsampled back. Called "bicubic"
+# here until the MATLAB preset existed; kept for reproducing runs made with it.
+CV2_BICUBIC = DegradeConfig(name="cv2-bicubic", kind="cv2-bicubic", usm_sharpen=False)
+
+PRESETS: dict[str, DegradeConfig] = {
+    c.name: c for c in (REALESRGAN, OSEDIFF, SEESR, TADISR, MATLAB_BICUBIC, CV2_BICUBIC)}
+
+# Names that meant something once and are ambiguous now: the error says what to use instead.
+RETIRED = {
+    "bicubic": "'bicubic' is ambiguous and no longer a preset: use 'matlab-bicubic' (MATLAB imresize, "
+               "antialiased: what SR papers use, the default for HR-only benchmarks) or 'cv2-bicubic' "
+               "(OpenCV INTER_CUBIC, not antialiased: what 'bicubic' meant here before)",
+}
 
 
 class UnknownPresetError(TextsrError, KeyError):
@@ -67,6 +82,9 @@ def get_preset(name: str, **overrides) -> DegradeConfig:
     Raises ``UnknownPresetError`` (a ``KeyError``) for an unknown name and ``ValueError`` for an
     unknown field or an invalid value.
     """
+    if name not in PRESETS and name in RETIRED:
+        raise UnknownPresetError(f"unknown degradation preset {name!r}: {RETIRED[name]}; "
+                                 f"known presets: {sorted(PRESETS)}")
     if name not in PRESETS:
         close = difflib.get_close_matches(name, list(PRESETS), n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
