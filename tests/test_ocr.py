@@ -238,9 +238,97 @@ def test_text_similarity_known_values():
     assert normalize_text(" A,b ", ignore_case=True, ignore_space=True, ignore_punct=True) == "ab"
 
 
-def test_levenshtein_ratio_known_values():
-    assert levenshtein_ratio("kitten", "sitting") == pytest.approx(10 / 13)
-    assert levenshtein_ratio("abc", "xyz") == pytest.approx(0.5)
+def test_levenshtein_ratio_is_levenshtein_ratio_by_default():
+    """Default = python-Levenshtein's ``ratio`` (indel distance): a same-length wrong word is 0."""
+    import Levenshtein
+
+    assert levenshtein_ratio("HOTEL", "XQZJW") == 0.0
+    assert levenshtein_ratio("HOTEL", "XQZJW", distance="levenshtein") == 0.5
+    assert levenshtein_ratio("kitten", "sitting") == pytest.approx(8 / 13, abs=1e-15)
     assert levenshtein_ratio("abc", "abc") == 1.0
     assert levenshtein_ratio("", "") == 1.0
     assert levenshtein_ratio("abc", "") == 0.0
+    rng = np.random.default_rng(0)
+    alphabet = list("abcdeHOTEL 0O1l,.你好世界")
+    pairs = [("".join(rng.choice(alphabet, rng.integers(0, 12))),
+              "".join(rng.choice(alphabet, rng.integers(0, 12)))) for _ in range(500)]
+    pairs += [("Region-based", "Regicn-based"), ("segmentation", "segmentaton"), ("H0TEL", "HOTEL")]
+    for a, b in pairs:
+        assert levenshtein_ratio(a, b) == pytest.approx(Levenshtein.ratio(a, b), abs=1e-12), (a, b)
+        n = len(a) + len(b)
+        unit = 1.0 if n == 0 else (n - Levenshtein.distance(a, b)) / n
+        assert levenshtein_ratio(a, b, distance="levenshtein") == pytest.approx(unit, abs=1e-12)
+    with pytest.raises(ValueError, match="distance must be one of"):
+        levenshtein_ratio("a", "b", distance="hamming")
+
+
+# -- batch independence on real crops ------------------------------------------------------------
+def _page_word_crops(eng) -> tuple[list[np.ndarray], np.ndarray]:
+    """Word crops cut from the lines ``eng`` reads on skimage's scanned page (split at gaps of at
+    least 6 ink-free columns), degraded (x3 area down, bicubic up: 23-30 px tall, blurry), and one
+    very wide crop (a whole line repeated twice side by side)."""
+    from evalkit.metrics.ocr import crop_polygon
+
+    page = rgb(skdata.page())
+    lines = [crop_polygon(page, ln.polygon) for ln in eng.readtext(page)]
+    words = []
+    for c in lines:
+        g = c[..., 0].astype(np.float64)
+        ink = np.flatnonzero((g < g.mean() - 25).any(axis=0))
+        if ink.size == 0:
+            continue
+        cuts = np.flatnonzero(np.diff(ink) > 6)
+        for a, b in zip(np.r_[ink[0], ink[cuts + 1]], np.r_[ink[cuts], ink[-1]]):
+            if b - a > 12:
+                words.append(np.ascontiguousarray(c[:, max(0, a - 3):b + 4]))
+    degraded = []
+    for w in words:
+        h, wd = w.shape[:2]
+        small = cv2.resize(w, (max(1, wd // 3), max(1, h // 3)), interpolation=cv2.INTER_AREA)
+        degraded.append(np.ascontiguousarray(cv2.resize(small, (wd, h), interpolation=cv2.INTER_CUBIC)))
+    longest = max(lines, key=lambda c: c.shape[1])
+    return degraded, np.ascontiguousarray(np.concatenate([longest, longest], axis=1))
+
+
+cv2 = pytest.importorskip("cv2")
+
+
+def test_recognize_is_batch_independent_on_real_crops(engine):
+    """Each crop's (text, score) alone == in any batch, exactly: five degraded word crops beside
+    one very wide line (PP-OCR pads a batch to its widest crop), a tiny crop (< 30 px tall, which
+    RapidOCR's front door would enlarge) and the whole set in shuffled order."""
+    crops, wide = _page_word_crops(engine)
+    assert len(crops) >= 10 and wide.shape[1] / wide.shape[0] > 20
+    tiny = np.ascontiguousarray(cv2.resize(crops[0], (crops[0].shape[1] // 2, crops[0].shape[0] // 2),
+                                           interpolation=cv2.INTER_AREA))
+    assert tiny.shape[0] < 15
+    crops = crops[:11] + [tiny]
+    alone = [engine.recognize([c])[0] for c in crops]
+    assert sum(text_similarity(t, "") < 1 for t, _ in alone) >= 6  # they do read something
+    assert engine.recognize(crops[:5] + [wide])[:-1] == alone[:5]  # the measured failure case
+    order = np.random.default_rng(1).permutation(len(crops))
+    mixed = engine.recognize([wide] + [crops[i] for i in order])[1:]
+    assert [mixed[j] for j in np.argsort(order)] == alone
+    # the synth OCR filter's call shape: a crop and a same-size companion
+    assert engine.recognize([crops[1], crops[1][::-1].copy()])[0] == alone[1]
+
+
+def test_readtext_line_reading_equals_recognize_of_its_crop(engine):
+    """readtext recognises each detected line alone too, so a line's reading in readtext is what
+    recognize() gives for the same crop (the OCR-A reference on HR equals HR's own reading)."""
+    from evalkit.metrics.ocr import crop_polygon
+
+    img, _ = draw_words(np.full((256, 512, 3), 245, np.uint8),
+                        [("Coffee Shop", 20, 20, 30), ("OPEN", 30, 90, 24),
+                         ("a much longer line of text here", 20, 160, 26)], (15, 15, 25))
+    lines = engine.readtext(img)
+    assert len(lines) >= 3
+    got = engine.recognize([crop_polygon(img, ln.polygon) for ln in lines])
+    assert [t for t, _ in got] == [ln.text for ln in lines]
+    assert [s for _, s in got] == pytest.approx([ln.score for ln in lines], abs=1e-6)
+
+
+def test_engine_settings_record_batching(engine):
+    s = engine.settings()
+    assert s["engine"] == engine.name and "one crop per recogniser batch" in s["rec_batching"]
+    assert all(m.endswith(".onnx") for m in s["models"])

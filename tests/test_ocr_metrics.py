@@ -177,7 +177,7 @@ def test_ocr_a_skips_dont_care_and_images_without_regions(engine, scene):
     assert out["ocr_a_regions"] == 4  # indices 0, 2, 4, 6
     empty = m.update(EvalSample(key="none", sr=scene["hr"], hr=scene["hr"], texts=[]))
     assert empty == {"ocr_a": None, "ocr_a_ci": None, "ocr_a_regions": 0,
-                     "ocr_a_ref": "annotations"}
+                     "ocr_a_ref": "annotations", "ocr_a_evidence": []}
     res = m.compute()
     assert res["ocr_a_skipped"] == 1 and res["ocr_a_images"] == 1 and res["ocr_a_regions"] == 4
 
@@ -225,8 +225,18 @@ def test_settings_state_engine_and_headline(engine):
     s = OCRAccuracy(ocr=engine).settings()
     assert s["engine"] == "rapidocr-ppocrv4"
     assert "per-region" in s["headline"] and "unpublished" in s["tadisr_averaging"]
+    assert s["distance"] == "indel" and "distance='indel'" in s["score"]
+    assert "Levenshtein.ratio" in s["score"] and "weights=(1, 1, 2)" in s["score"]
+    assert "one crop per recogniser batch" in s["engine_settings"]["rec_batching"]
+    unit = OCRAccuracy(ocr=engine, distance="levenshtein").settings()
+    assert unit["distance"] == "levenshtein" and "Levenshtein.distance(p, r)" in unit["score"]
+    with pytest.raises(ValueError, match="distance must be one of"):
+        OCRAccuracy(ocr=engine, distance="unit")
     f = OCRF1(ocr=engine).settings()
     assert "micro" in f["averaging"] and "0.5" in f["matching"]
+    assert "area(pred & dont-care GT) / area(pred) > 0.5" in f["dont_care"]
+    assert "E2E_iou_1_1" in f["dont_care"] and f["engine_settings"]["engine"] == "rapidocr-ppocrv4"
+    assert "case-folded" in f["text_ci"]
     assert "substitutions" in CharHallucination(ocr=engine).settings()["rates"]
 
 
@@ -402,15 +412,24 @@ def test_char_hallucination_real_ocr_shares_reads_and_merges(engine, scene):
 
 def test_ocr_a_value_is_the_mean_levenshtein_ratio_of_the_regions(engine, scene):
     """Recompute the per-image OCR-A from the recognised strings with the REFERENCE formula."""
+    import Levenshtein
+
     from evalkit.metrics.ocr import read_regions
 
-    assert levenshtein_ratio("H0TEL", "HOTEL") == pytest.approx((5 + 5 - 1) / 10)
+    assert levenshtein_ratio("H0TEL", "HOTEL") == pytest.approx((5 + 5 - 2) / 10)
     s = sample(scene, "sr", key="lev")
     out = OCRAccuracy(ocr=engine).update(s)
     reads = read_regions(s, engine)
     assert reads.refs == tuple(ln.text for ln in scene["ocr_hr"])
-    expected = np.mean([levenshtein_ratio(p, r) for p, r in zip(reads.preds, reads.refs)])
+    # reference: python-Levenshtein's own ratio, the function TADiSR's "Levenshtein ratio" names
+    expected = np.mean([Levenshtein.ratio(p, r) for p, r in zip(reads.preds, reads.refs)])
     assert out["ocr_a"] == pytest.approx(expected, abs=1e-12)
+    unit = OCRAccuracy(ocr=engine, distance="levenshtein").update(s)
+    n = [len(p) + len(r) for p, r in zip(reads.preds, reads.refs)]
+    expected_unit = np.mean([(k - Levenshtein.distance(p, r)) / k
+                             for k, p, r in zip(n, reads.preds, reads.refs)])
+    assert unit["ocr_a"] == pytest.approx(expected_unit, abs=1e-12)
+    assert unit["ocr_a"] >= out["ocr_a"]
     print("bicubic reads:", list(zip(reads.refs, reads.preds)))
 
 
@@ -433,3 +452,98 @@ def test_state_is_plain_data_for_resume(engine, scene, f1_engine):
         for k, v in json.loads(json.dumps(state)).items():
             setattr(fresh, k, v)
         assert fresh.compute() == m.compute()
+
+
+# -- OCR-A punishes hallucination; evidence ------------------------------------------------------
+
+
+def test_ocr_a_hallucinated_word_scores_zero(engine):
+    """GT "HOTEL", SR shows a different word of the same length in the same place: OCR reads it
+    correctly, so the region scores 0 (indel), not the 0.5 the unit-cost ratio would give."""
+    hr, texts = render([("HOTEL", 40, 40, 40)])
+    sr, _ = render([("XQZJW", 40, 40, 40)])
+    s = EvalSample(key="hal", sr=sr, hr=hr, texts=texts)
+    out = OCRAccuracy(ocr=engine).update(s)
+    (ev,) = out["ocr_a_evidence"]
+    assert ev["ref"] == "HOTEL" and ev["read"] == "XQZJW", ev
+    assert out["ocr_a"] == 0.0 and ev["score"] == 0.0
+    assert OCRAccuracy(ocr=engine, distance="levenshtein").update(s)["ocr_a"] == 0.5
+
+
+def test_ocr_a_evidence_is_what_was_scored(engine, scene):
+    """One evidence row per scored region (don't-care / ### / empty refs not listed); the per-image
+    OCR-A is the mean of the evidence scores; each read is the recognition of that crop alone."""
+    texts = list(scene["texts"])
+    texts[1] = TextInstance(texts[1].polygon, texts[1].text, dont_care=True)
+    texts.append(TextInstance(texts[0].polygon + 0.004, "###"))
+    texts.append(TextInstance(texts[2].polygon, "  "))
+    s = EvalSample(key="ev", sr=scene["sr"], hr=scene["hr"], texts=texts)
+    out = OCRAccuracy(ocr=engine).update(s)
+    ev = out["ocr_a_evidence"]
+    scored = [t for i, t in enumerate(scene["texts"]) if i != 1]
+    assert len(ev) == out["ocr_a_regions"] == len(scored)
+    assert [e["ref"] for e in ev] == [t.text for t in scored]
+    assert out["ocr_a"] == pytest.approx(sum(e["score"] for e in ev) / len(ev), abs=1e-15)
+    for e, t in zip(ev, scored):
+        assert set(e) == {"polygon", "ref", "read", "score", "conf"}
+        assert e["polygon"] == np.round(t.polygon.astype(np.float64), 2).tolist()
+        assert 0.0 <= e["conf"] <= 1.0 and isinstance(e["score"], float)
+        alone = engine.recognize([crop_polygon(scene["sr"], t.polygon)])[0]
+        assert (e["read"], e["conf"]) == alone
+        assert e["score"] == levenshtein_ratio(e["read"], e["ref"])
+    json.dumps(out)  # goes into per_image.jsonl as it is
+
+
+def test_ocr_a_hr_ocr_evidence_polygons_are_hr_lines(engine, scene):
+    out = OCRAccuracy(ocr=engine).update(sample(scene, "hr", key="evhr"))
+    assert [e["ref"] for e in out["ocr_a_evidence"]] == [ln.text for ln in scene["ocr_hr"]]
+    assert all(e["read"] == e["ref"] and e["score"] == 1.0 for e in out["ocr_a_evidence"])
+    np.testing.assert_allclose(np.array(out["ocr_a_evidence"][0]["polygon"]),
+                               scene["ocr_hr"][0].polygon, atol=0.005)
+
+
+# -- OCR-F1: ICDAR 2015 don't-care rule ----------------------------------------------------------
+
+
+def test_dont_care_prediction_mostly_inside_is_ignored_despite_low_iou(f1_engine):
+    """A small detection inside a large ### region: IoU 0.1 (< 0.5) but 100 % of its area is
+    inside -> ignored (the old IoU rule counted it as a false positive)."""
+    pred, dc = box(10, 10, 60, 30), box(0, 0, 100, 100)
+    assert polygon_iou(pred, dc) == pytest.approx(1000 / 10000)
+    got, out = counts(f1_engine, [line("xyz", 10, 10, 60, 30)],
+                      [gt("###", 0, 0, 100, 100), gt("Hello", 120, 120, 170, 140)])
+    assert got == (0, 0, 1) and out["ocr_f1_n_ignored"] == 1 and out["ocr_f1_n_pred"] == 0
+    assert out["ocr_f1_evidence"] == [{"polygon": box(10, 10, 60, 30).tolist(), "text": "xyz",
+                                       "conf": pytest.approx(0.99), "gt": None, "ignored": True}]
+
+
+@pytest.mark.parametrize("x0, inside, ignored", [
+    (40, 0.4, False),   # barely over it: 40 % of the detection inside -> a false positive
+    (35, 0.5, False),   # exactly half: the script's test is '>' 0.5 -> still counted
+    (34, 0.52, True),   # just over half -> ignored
+])
+def test_dont_care_area_fraction_threshold(f1_engine, x0, inside, ignored):
+    """### region x in [0, 60]; a 50 px wide detection starting at x0 overlaps it by 60 - x0."""
+    pred = box(x0, 0, x0 + 50, 20)
+    r = match_end_to_end([pred], ["abc"], [box(0, 0, 60, 20)], ["###"])
+    assert (60 - x0) / 50 == pytest.approx(inside)
+    assert r.ignored == ((0,) if ignored else ()) and r.n_pred == (0 if ignored else 1)
+    assert r.fp == (0 if ignored else 1)
+
+
+def test_dont_care_is_decided_before_matching():
+    """ICDAR 2015 sets don't-care detections aside before matching: a detection mostly inside a
+    ### region is not a TP even when it would match a care GT with the same text."""
+    pred = box(0, 0, 100, 20)
+    r = match_end_to_end([pred], ["Hello"], [box(0, 0, 100, 20), box(0, 0, 100, 22)],
+                         ["###", "Hello"])
+    assert r.tp == 0 and r.ignored == (0,) and r.n_gt == 1 and r.fn == 1
+
+
+def test_ocr_f1_evidence_lists_predictions_with_their_match(f1_engine):
+    preds = [line("Hello", 10, 10, 60, 30), line("Wrold", 10, 50, 60, 70)]
+    _, out = counts(f1_engine, preds, [gt("Hello", 10, 10, 60, 30), gt("World", 10, 50, 60, 70)])
+    ev = out["ocr_f1_evidence"]
+    assert [(e["text"], e["gt"], e["ignored"]) for e in ev] == [("Hello", 0, False),
+                                                                ("Wrold", None, False)]
+    json.dumps(out)

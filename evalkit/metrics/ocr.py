@@ -14,11 +14,21 @@ Regions (shared by :class:`OCRAccuracy` and :class:`CharHallucination`):
     ``ocr.readtext(hr)`` and stored back on the sample when absent); the reference string is the
     HR reading. This is TADiSR's protocol.
   Regions whose reference is empty or whitespace are left out (nothing to score against). Each
-  region is cropped from SR with :func:`crop_polygon` and all crops of an image are recognised in
-  one ``ocr.recognize`` batch (no detection on SR).
+  region is cropped from SR with :func:`crop_polygon` and recognised with ``ocr.recognize`` (no
+  detection on SR). The engines recognise one crop per recogniser batch, so a region's reading
+  does not depend on the other regions of its image (``models.ocr.base.OCREngine``).
+
+Evidence. :class:`OCRAccuracy` returns, per image, ``ocr_a_evidence``: one dict per *scored* region
+``{"polygon": [[x, y], ...] (HR px, 2 decimals), "ref", "read", "score" (its OCR-A), "conf"
+(recogniser confidence)}``; don't-care, ``###`` and empty-reference regions are not scored and are
+not listed. The runner writes it into ``per_image.jsonl`` and the report reads it back instead of
+recognising again. :class:`OCRF1` likewise returns ``ocr_f1_evidence``: every SR prediction with its
+text, confidence, matched GT index (or None) and whether it was ignored as don't-care.
 
 OCR-F1 is end to end instead: detection + recognition on SR (``sample.ocr_sr``) matched against the
-GT instances (or, without annotations, the HR OCR lines as pseudo-GT).
+GT instances (or, without annotations, the HR OCR lines as pseudo-GT). Don't-care follows the ICDAR
+2015 end-to-end script (RRC ``E2E_iou_1_1.py``): a prediction whose area lies more than half inside
+a don't-care GT region is set aside before matching.
 
 The maths is in plain functions (:func:`crop_polygon`, :func:`polygon_iou`,
 :func:`match_end_to_end`, :func:`prf1`, :func:`char_edit_counts`); the classes only accumulate.
@@ -38,13 +48,18 @@ from evalkit.metrics.base import Metric
 from evalkit.sample import EvalSample
 from models.ocr import (
     DEFAULT_OCR,
+    RATIO_DISTANCES,
     OCREngine,
+    OCRInputError,
     create_ocr,
     levenshtein_ratio,
     normalize_text,
 )
 
 DONT_CARE_TEXT = "###"
+# ICDAR 2015's AREA_PRECISION_CONSTRAINT: a detection is don't-care when more than this fraction of
+# its own area lies inside a don't-care GT region.
+DONT_CARE_AREA_FRACTION = 0.5
 
 # -- geometry --------------------------------------------------------------------------------------
 
@@ -52,7 +67,7 @@ DONT_CARE_TEXT = "###"
 def _as_polygon(polygon: object, what: str = "polygon") -> np.ndarray:
     p = np.asarray(polygon, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] < 4 or not np.isfinite(p).all():
-        raise ValueError(f"{what} must be a finite Kx2 array of (x, y) points with K >= 4, got "
+        raise OCRInputError(f"{what} must be a finite Kx2 array of (x, y) points with K >= 4, got "
                          f"shape {p.shape}; pass TextInstance/OCRLine polygons in HR pixels")
     return p
 
@@ -139,6 +154,18 @@ def _iou_matrix(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> np.nd
     return iou
 
 
+def _inside_fraction(preds: Sequence[np.ndarray], regions: Sequence[np.ndarray]) -> np.ndarray:
+    """``[i, j]`` = area(pred i ∩ region j) / area(pred i); 0.0 for a prediction without area."""
+    frac = np.zeros((len(preds), len(regions)))
+    for i, p in enumerate(preds):
+        gp = _shape(p)
+        if gp.area <= 0:
+            continue
+        for j, r in enumerate(regions):
+            frac[i, j] = gp.intersection(_shape(r)).area / gp.area
+    return frac
+
+
 # -- end-to-end matching ---------------------------------------------------------------------------
 
 
@@ -154,14 +181,16 @@ def norm_cs(s: str) -> str:
 
 @dataclass(frozen=True)
 class E2ECounts:
-    """One image's end-to-end counts. ``n_pred`` excludes ignored predictions (those on don't-care
-    GT); ``n_gt`` excludes don't-care GT. ``matches`` are ``(pred_index, gt_index)`` TP pairs."""
+    """One image's end-to-end counts. ``n_pred`` excludes ignored predictions (those mostly inside
+    a don't-care GT); ``n_gt`` excludes don't-care GT. ``matches`` are ``(pred_index, gt_index)`` TP
+    pairs; ``ignored`` the indices of the ignored predictions."""
 
     tp: int
     n_pred: int
     n_gt: int
     n_ignored: int
     matches: tuple[tuple[int, int], ...] = ()
+    ignored: tuple[int, ...] = ()
 
     @property
     def fp(self) -> int:
@@ -175,22 +204,29 @@ class E2ECounts:
 def match_end_to_end(pred_polygons: Sequence[object], pred_texts: Sequence[str],
                      gt_polygons: Sequence[object], gt_texts: Sequence[str],
                      gt_dont_care: Sequence[bool] | None = None, iou_threshold: float = 0.5,
-                     normalize: Callable[[str], str] = norm_ci) -> E2ECounts:
+                     normalize: Callable[[str], str] = norm_ci,
+                     dont_care_fraction: float = DONT_CARE_AREA_FRACTION) -> E2ECounts:
     """Greedy one-to-one end-to-end matching of predicted text boxes to GT boxes.
 
-    A (prediction, GT) pair is eligible when the GT is not don't-care, their polygon IoU is
+    Don't-care first, as the ICDAR 2015 end-to-end script does (RRC ``E2E_iou_1_1.py``, v1.1,
+    e.g. whai362/pan_pp.pytorch ``eval/ic15_word_spotting/script.py``): a prediction is ignored —
+    neither TP nor FP, left out of matching — when ``area(pred ∩ G) / area(pred) >
+    dont_care_fraction`` (0.5, the script's ``AREA_PRECISION_CONSTRAINT``) for some don't-care GT
+    ``G`` (``gt_dont_care`` or text ``###``). A prediction mostly inside a ``###`` region is thus
+    ignored even when its IoU with it is small, and one that only touches it counts. Don't-care GT
+    are not counted in ``n_gt``.
+
+    Then a (prediction, GT) pair is eligible when the GT is not don't-care, their polygon IoU is
     ``>= iou_threshold`` and ``normalize(pred) == normalize(gt)``. Eligible pairs are taken in
     order of decreasing IoU (ties: lower prediction, then GT index), each prediction and GT at most
-    once; every pair taken is a true positive. A prediction left unmatched that has IoU
-    ``>= iou_threshold`` with a don't-care GT (``gt_dont_care`` or text ``###``) is ignored: neither
-    TP nor FP. Don't-care GT are not counted in ``n_gt``.
+    once; every pair taken is a true positive.
 
     Because text equality is part of eligibility, a well-placed wrong reading does not block a
     correct reading of the same GT (the ICDAR-15 script instead pairs boxes by IoU alone, then
     checks the text); both rules agree whenever each GT has at most one prediction over it.
     """
     if len(pred_polygons) != len(pred_texts) or len(gt_polygons) != len(gt_texts):
-        raise ValueError("polygons and texts must have the same length: got "
+        raise OCRInputError("polygons and texts must have the same length: got "
                          f"{len(pred_polygons)}/{len(pred_texts)} predictions, "
                          f"{len(gt_polygons)}/{len(gt_texts)} GT")
     if gt_dont_care is None:
@@ -198,11 +234,16 @@ def match_end_to_end(pred_polygons: Sequence[object], pred_texts: Sequence[str],
     dc = [bool(d) or t == DONT_CARE_TEXT for d, t in zip(gt_dont_care, gt_texts)]
     preds = [_as_polygon(p, "prediction polygon") for p in pred_polygons]
     gts = [_as_polygon(g, "GT polygon") for g in gt_polygons]
+    dc_idx = [j for j in range(len(gts)) if dc[j]]
+    inside = _inside_fraction(preds, [gts[j] for j in dc_idx]) if dc_idx else None
+    ignored = tuple(i for i in range(len(preds))
+                    if inside is not None and bool((inside[i] > dont_care_fraction).any()))
     iou = _iou_matrix(preds, gts)
     pn = [normalize(t) for t in pred_texts]
     gn = [normalize(t) for t in gt_texts]
     pairs = sorted((-iou[i, j], i, j) for i in range(len(preds)) for j in range(len(gts))
-                   if not dc[j] and iou[i, j] >= iou_threshold and pn[i] == gn[j])
+                   if i not in ignored and not dc[j] and iou[i, j] >= iou_threshold
+                   and pn[i] == gn[j])
     used_p: set[int] = set()
     used_g: set[int] = set()
     matches = []
@@ -211,10 +252,8 @@ def match_end_to_end(pred_polygons: Sequence[object], pred_texts: Sequence[str],
             used_p.add(i)
             used_g.add(j)
             matches.append((i, j))
-    ignored = sum(1 for i in range(len(preds)) if i not in used_p
-                  and any(dc[j] and iou[i, j] >= iou_threshold for j in range(len(gts))))
-    return E2ECounts(tp=len(matches), n_pred=len(preds) - ignored, n_gt=dc.count(False),
-                     n_ignored=ignored, matches=tuple(sorted(matches)))
+    return E2ECounts(tp=len(matches), n_pred=len(preds) - len(ignored), n_gt=dc.count(False),
+                     n_ignored=len(ignored), matches=tuple(sorted(matches)), ignored=ignored)
 
 
 def prf1(tp: int, n_pred: int, n_gt: int) -> tuple[float | None, float | None, float | None]:
@@ -253,12 +292,15 @@ def char_edit_counts(ref: str, pred: str) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class RegionReads:
-    """The scored regions of one image: reference strings and what the recogniser read in the SR
-    crop of each, plus where the regions came from (``"annotations"`` or ``"hr-ocr"``)."""
+    """The scored regions of one image: their polygons (HR px, as given), reference strings, what
+    the recogniser read in the SR crop of each and its confidence in [0, 1], plus where the regions
+    came from (``"annotations"`` or ``"hr-ocr"``)."""
 
     source: str
     refs: tuple[str, ...]
     preds: tuple[str, ...]
+    polygons: tuple[np.ndarray, ...] = ()
+    confs: tuple[float, ...] = ()
 
 
 def _is_dont_care(t) -> bool:
@@ -267,7 +309,7 @@ def _is_dont_care(t) -> bool:
 
 def _check_same_size(sample: EvalSample) -> None:
     if sample.hr is not None and sample.hr.shape[:2] != sample.sr.shape[:2]:
-        raise ValueError(f"sample {sample.key!r}: SR {sample.sr.shape[:2]} and HR "
+        raise OCRInputError(f"sample {sample.key!r}: SR {sample.sr.shape[:2]} and HR "
                          f"{sample.hr.shape[:2]} differ in size; OCR regions are in HR pixels, "
                          "so SR must be at HR size")
 
@@ -277,7 +319,7 @@ def hr_lines(sample: EvalSample, ocr: OCREngine) -> list:
     other OCR metrics reuse it) when the runner has not."""
     if sample.ocr_hr is None:
         if sample.hr is None:
-            raise ValueError(f"sample {sample.key!r} has neither text annotations nor HR (nor "
+            raise OCRInputError(f"sample {sample.key!r} has neither text annotations nor HR (nor "
                              "ocr_hr): OCR metrics need one of them for their reference text")
         sample.ocr_hr = ocr.readtext(sample.hr)
     return sample.ocr_hr
@@ -315,7 +357,9 @@ def read_regions(sample: EvalSample, ocr: OCREngine) -> RegionReads:
     out = ocr.recognize(crops) if crops else []
     if len(out) != len(crops):
         raise RuntimeError(f"{ocr!r}.recognize returned {len(out)} results for {len(crops)} crops")
-    reads = RegionReads(source, tuple(ref for _, ref in regions), tuple(str(t) for t, _ in out))
+    reads = RegionReads(source, tuple(ref for _, ref in regions), tuple(str(t) for t, _ in out),
+                        tuple(np.asarray(poly, np.float64) for poly, _ in regions),
+                        tuple(float(c) for _, c in out))
     _last_reads[:] = [key, reads]
     return reads
 
@@ -336,12 +380,22 @@ def _check_merge(a: Metric, b: Metric) -> None:
                          f"{a.settings()} vs {b.settings()}")
 
 
+def _engine_settings(ocr: OCREngine) -> dict[str, Any]:
+    """The engine's own settings (name, models, batching) for a metric's settings()."""
+    return ocr.settings() if hasattr(ocr, "settings") else {"engine": ocr.name}
+
+
+def _poly_json(polygon: np.ndarray) -> list[list[float]]:
+    return [[round(float(x), 2), round(float(y), 2)] for x, y in np.asarray(polygon).reshape(-1, 2)]
+
+
 REGIONS_RULE = ("GT text instances when the benchmark has them (don't-care and '###' skipped; "
                 "reference = GT transcription), else OCR lines read on HR (reference = HR "
                 "reading); regions with an empty reference are skipped")
 CROP_RULE = ("region quad perspective-warped to an axis-aligned rectangle (PP-OCR "
              "get_rotate_crop_image: bicubic, border replicate, rot90 if h/w >= 1.5); K>4-point "
-             "polygons via their min-area rectangle; counter-clockwise quads re-ordered clockwise")
+             "polygons via their min-area rectangle; counter-clockwise quads re-ordered clockwise; "
+             "each crop recognised alone (one crop per recogniser batch)")
 
 
 # -- metrics ---------------------------------------------------------------------------------------
@@ -350,14 +404,21 @@ CROP_RULE = ("region quad perspective-warped to an axis-aligned rectangle (PP-OC
 class OCRAccuracy(Metric):
     """OCR-A (TADiSR): how much of the HR/GT text is still legible in SR, in [0, 1], higher better.
 
-    Per region: ``levenshtein_ratio(pred, ref) = (|p| + |r| - dist(p, r)) / (|p| + |r|)`` on the raw
-    strings (case- and space-sensitive, as TADiSR's formula reads), with ``pred`` the recognition of
-    the region's SR crop (regions and references: module docstring). ``ocr_a_ci`` is the same on
-    NFKC, case-folded, whitespace-free strings (PP-OCR's spaces are unreliable).
+    Per region: ``levenshtein_ratio(pred, ref, distance) = (|p| + |r| - dist(p, r)) / (|p| + |r|)``
+    on the raw strings (case- and space-sensitive, as TADiSR's formula reads), with ``pred`` the
+    recognition of the region's SR crop (regions and references: module docstring). ``ocr_a_ci`` is
+    the same on NFKC, case-folded, whitespace-free strings (PP-OCR's spaces are unreliable).
 
-    Per image: the mean over its regions (``ocr_a``, ``ocr_a_ci``), ``ocr_a_regions``, and
-    ``ocr_a_ref`` (``"annotations"`` or ``"hr-ocr"``); None for an image without regions, counted
-    as skipped. Dataset: ``ocr_a`` is the **per-region mean over all regions** (the headline: every
+    ``distance``: ``"indel"`` (default) — TADiSR's "Levenshtein ratio" is python-Levenshtein's
+    ``Levenshtein.ratio``, whose distance counts a substitution as 2, so a wrong word of the right
+    length ("HOTEL" read as "XQZJW") scores 0: hallucinated text is what OCR-A must catch.
+    ``"levenshtein"`` — unit-cost substitutions (the same pair scores 0.5), for comparison with
+    runs scored that way. ``settings()`` names the exact function.
+
+    Per image: the mean over its regions (``ocr_a``, ``ocr_a_ci``), ``ocr_a_regions``,
+    ``ocr_a_ref`` (``"annotations"`` or ``"hr-ocr"``) and ``ocr_a_evidence`` (one dict per scored
+    region: ``polygon``, ``ref``, ``read``, ``score``, ``conf``; ``ocr_a`` is the mean of its
+    ``score`` values); None (evidence ``[]``) for an image without regions, counted as skipped. Dataset: ``ocr_a`` is the **per-region mean over all regions** (the headline: every
     text box weighs the same); ``ocr_a_image_mean`` is the mean of the per-image means. TADiSR does
     not publish which it averages (unverified), so both are reported.
 
@@ -370,18 +431,28 @@ class OCRAccuracy(Metric):
     # hr / ocr_hr are read only for samples without text annotations
     needs = frozenset({"sr", "hr", "ocr_hr"})
 
-    def __init__(self, ocr: OCREngine | str | None = None, **_ignored: Any):
+    def __init__(self, ocr: OCREngine | str | None = None, distance: str = "indel",
+                 **_ignored: Any):
+        if distance not in RATIO_DISTANCES:
+            raise OCRInputError(f"ocr_a: distance must be one of {sorted(RATIO_DISTANCES)} "
+                                f"('indel' = Levenshtein.ratio, TADiSR's), got {distance!r}")
         self.ocr = _engine(ocr)
+        self.distance = distance
         self.reset()
 
     def settings(self) -> dict[str, Any]:
         return {
             "engine": self.ocr.name,
+            "engine_settings": _engine_settings(self.ocr),
             "regions": REGIONS_RULE,
             "crop": CROP_RULE,
-            "score": "levenshtein_ratio(pred, ref) = (|p|+|r|-dist)/(|p|+|r|), unit-cost "
-                     "Levenshtein on raw strings (case- and whitespace-sensitive)",
-            "score_ci": "ocr_a_ci: same on NFKC, case-folded, whitespace-removed strings",
+            "distance": self.distance,
+            "score": f"models.ocr.levenshtein_ratio(pred, ref, distance={self.distance!r}) on raw "
+                     f"strings (case- and whitespace-sensitive): {RATIO_DISTANCES[self.distance]}",
+            "score_ci": "ocr_a_ci: same function and distance on NFKC, case-folded, "
+                        "whitespace-removed strings",
+            "evidence": "ocr_a_evidence per image: scored regions only (don't-care, '###' and "
+                        "empty references are not scored and not listed)",
             "headline": "ocr_a = mean over all regions of the dataset (per-region)",
             "also": "ocr_a_image_mean = mean of per-image region means (images without regions "
                     "skipped)",
@@ -400,10 +471,16 @@ class OCRAccuracy(Metric):
         n = len(reads.refs)
         if n == 0:
             self.skipped += 1
-            return {"ocr_a": None, "ocr_a_ci": None, "ocr_a_regions": 0, "ocr_a_ref": reads.source}
-        s = math.fsum(levenshtein_ratio(p, r) for p, r in zip(reads.preds, reads.refs))
-        s_ci = math.fsum(levenshtein_ratio(_ci(p), _ci(r))
+            return {"ocr_a": None, "ocr_a_ci": None, "ocr_a_regions": 0, "ocr_a_ref": reads.source,
+                    "ocr_a_evidence": []}
+        scores = [levenshtein_ratio(p, r, self.distance) for p, r in zip(reads.preds, reads.refs)]
+        s = math.fsum(scores)
+        s_ci = math.fsum(levenshtein_ratio(_ci(p), _ci(r), self.distance)
                          for p, r in zip(reads.preds, reads.refs))
+        evidence = [{"polygon": _poly_json(poly), "ref": ref, "read": pred, "score": score,
+                     "conf": conf}
+                    for poly, ref, pred, score, conf in zip(reads.polygons, reads.refs, reads.preds,
+                                                            scores, reads.confs)]
         self.region_sum += s
         self.region_sum_ci += s_ci
         self.regions += n
@@ -411,7 +488,7 @@ class OCRAccuracy(Metric):
         self.image_sum_ci += s_ci / n
         self.images += 1
         return {"ocr_a": s / n, "ocr_a_ci": s_ci / n, "ocr_a_regions": n,
-                "ocr_a_ref": reads.source}
+                "ocr_a_ref": reads.source, "ocr_a_evidence": evidence}
 
     def compute(self) -> dict[str, Any]:
         r, i = self.regions, self.images
@@ -449,7 +526,11 @@ class OCRF1(Metric):
     as pseudo-GT (``"hr-ocr"``). Matching: :func:`match_end_to_end` with IoU >= ``iou_threshold``
     (0.5); ``ocr_f1`` compares transcriptions case-insensitively with punctuation and whitespace
     removed (NFKC), ``ocr_f1_cs`` case-sensitively with whitespace removed. Don't-care GT
-    (``dont_care`` / ``###``) are not counted and predictions on them are ignored.
+    (``dont_care`` / ``###``) are not counted; a prediction more than half of whose area lies inside
+    one is ignored (ICDAR 2015's rule, see :func:`match_end_to_end`).
+
+    Per image also ``ocr_f1_evidence``: one dict per SR prediction ``{"polygon", "text", "conf",
+    "gt": matched GT index (case-insensitive matching) or None, "ignored": bool}``.
 
     Micro-averaged: TP, #pred and #GT are summed over the dataset, then P = TP/#pred,
     R = TP/#GT, F1 = 2PR/(P+R) — not the mean of per-image F1. Values are None when undefined
@@ -469,7 +550,7 @@ class OCRF1(Metric):
     def __init__(self, ocr: OCREngine | str | None = None, iou_threshold: float = 0.5,
                  **_ignored: Any):
         if not 0.0 < iou_threshold <= 1.0:
-            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+            raise OCRInputError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
         self.ocr = _engine(ocr)
         self.iou_threshold = float(iou_threshold)
         self.reset()
@@ -477,6 +558,7 @@ class OCRF1(Metric):
     def settings(self) -> dict[str, Any]:
         return {
             "engine": self.ocr.name,
+            "engine_settings": _engine_settings(self.ocr),
             "predictions": "OCR det+rec lines on SR",
             "gt": "GT text instances when the benchmark has them, else HR OCR lines (pseudo-GT, "
                   "per image: ocr_f1_gt)",
@@ -484,8 +566,10 @@ class OCRF1(Metric):
                         f"IoU >= {self.iou_threshold} and equal normalised text; each pair a TP",
             "text_ci": "ocr_f1: NFKC, case-folded, punctuation and whitespace removed",
             "text_cs": "ocr_f1_cs: NFKC, whitespace removed, case and punctuation kept",
-            "dont_care": f"GT dont_care or '{DONT_CARE_TEXT}': not in #GT; unmatched predictions "
-                         f"with IoU >= {self.iou_threshold} on one are ignored (not in #pred)",
+            "dont_care": f"GT dont_care or '{DONT_CARE_TEXT}': not in #GT; a prediction with "
+                         f"area(pred & dont-care GT) / area(pred) > {DONT_CARE_AREA_FRACTION} is "
+                         "ignored before matching (not in #pred): ICDAR 2015 end-to-end script "
+                         "(E2E_iou_1_1.py AREA_PRECISION_CONSTRAINT)",
             "averaging": "micro: TP, #pred, #GT summed over the dataset; P=TP/#pred, R=TP/#GT, "
                          "F1=2PR/(P+R); None when undefined",
             "granularity": "OCR lines are line-level; word-level GT boxes do not match lines",
@@ -499,7 +583,8 @@ class OCRF1(Metric):
         self.images_pseudo_gt = 0
 
     def counts(self, sample: EvalSample) -> tuple[str, E2ECounts, E2ECounts]:
-        """``(gt_source, case-insensitive counts, case-sensitive counts)`` of one image."""
+        """``(gt_source, case-insensitive counts, case-sensitive counts)`` of one image (the SR
+        predictions are ``sample.ocr_sr`` afterwards)."""
         _check_same_size(sample)
         preds = sr_lines(sample, self.ocr)
         if sample.texts is not None:
@@ -526,6 +611,11 @@ class OCRF1(Metric):
         self.images_pseudo_gt += source == "hr-ocr"
         out = self._values(ci.tp, ci.n_pred, cs.tp, cs.n_pred, ci.n_gt, ci.n_ignored)
         out["ocr_f1_gt"] = source
+        matched = dict(ci.matches)
+        out["ocr_f1_evidence"] = [
+            {"polygon": _poly_json(ln.polygon), "text": ln.text, "conf": float(ln.score),
+             "gt": matched.get(i), "ignored": i in ci.ignored}
+            for i, ln in enumerate(sample.ocr_sr)]
         return out
 
     @staticmethod

@@ -6,17 +6,25 @@ from models.ocr.base import (
     DEFAULT_OCR,
     OCR_ENGINES,
     OCREngine,
+    OCRInputError,
     OCRLine,
     check_rgb_image,
     create_ocr,
     list_ocr,
 )
-from models.ocr.textsim import levenshtein_ratio, normalize_text, text_similarity
+from models.ocr.textsim import (
+    RATIO_DISTANCES,
+    levenshtein_ratio,
+    normalize_text,
+    text_similarity,
+)
 
 __all__ = [
     "DEFAULT_OCR",
     "OCR_ENGINES",
+    "RATIO_DISTANCES",
     "OCREngine",
+    "OCRInputError",
     "OCRLine",
     "check_rgb_image",
     "create_ocr",

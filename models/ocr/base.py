@@ -10,7 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.errors import TextsrError
 from models.registry import Registry
+
+
+class OCRInputError(TextsrError, ValueError):
+    """An image, crop or argument handed to an OCR engine or an OCR score is not what it takes."""
 
 
 @dataclass(frozen=True)
@@ -36,17 +41,18 @@ class OCRLine:
 
 
 def check_rgb_image(image: object, what: str = "image") -> np.ndarray:
-    """Return ``image`` if it is an ``HxWx3 uint8`` numpy array, else raise ValueError saying why."""
+    """Return ``image`` if it is an ``HxWx3 uint8`` numpy array, else raise :class:`OCRInputError`
+    (a ``ValueError``) saying why."""
     if not isinstance(image, np.ndarray):  # ValueError, not TypeError: one error type for bad images
-        raise ValueError(  # noqa: TRY004
+        raise OCRInputError(
             f"{what} must be an RGB HxWx3 uint8 numpy array, got {type(image).__name__}")
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(
+        raise OCRInputError(
             f"{what} must be an RGB HxWx3 uint8 numpy array, got shape {image.shape} dtype "
             f"{image.dtype}; convert grey with np.repeat(img[..., None], 3, -1), drop alpha with "
             f"img[..., :3], and scale floats with (img * 255).round().astype(np.uint8)")
     if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"{what} is empty (shape {image.shape})")
+        raise OCRInputError(f"{what} is empty (shape {image.shape})")
     return image
 
 
@@ -54,9 +60,23 @@ class OCREngine:
     """Base class of the OCR engines (PP-OCR detection + recognition behind one adapter).
 
     Subclasses implement :meth:`readtext`, :meth:`recognize` and :meth:`detect_prob`.
+
+    Batch independence (a contract of every engine): a crop's ``(text, score)`` from
+    :meth:`recognize` is exactly what ``recognize([crop])`` returns, whatever other crops share the
+    call, and :meth:`readtext` recognises each detected line the same way. PP-OCR's recogniser
+    pads every crop of a batch to the widest one (and RapidOCR sorts crops by aspect ratio into
+    batches of 6), so batched readings of a crop change with its companions — measured on degraded
+    word crops of ``skimage.data.page()``: beside one wide crop, every score and several strings
+    changed. The engines therefore feed the recogniser one crop per batch.
     """
 
     name: str = "ocr"
+    # How recognition batches crops; recorded in metric settings and in cache keys of OCR output.
+    rec_batching: str = "one crop per recogniser batch (a crop's reading never depends on others)"
+
+    def settings(self) -> dict:
+        """What decides this engine's output, as plain data (for run manifests and cache keys)."""
+        return {"engine": self.name, "rec_batching": self.rec_batching}
 
     def readtext(self, image: np.ndarray) -> list[OCRLine]:
         """Detect and recognise text lines in an RGB ``HxWx3 uint8`` image.

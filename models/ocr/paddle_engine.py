@@ -8,6 +8,11 @@ here, and this adapter only runs from local exported-model folders, each holding
 It sets ``PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK=True`` and ``enable_mkldnn=False`` (the settings
 found to work offline on CPU).
 
+Batch independence (the :class:`~models.ocr.base.OCREngine` contract): the pipeline is built with
+``text_recognition_batch_size=1`` and :meth:`PaddleOCREngine.recognize` predicts one crop per call
+with ``batch_size=1``, like the RapidOCR engines, so a crop's reading never depends on the other
+crops handed in with it.
+
 Untested in this repository (paddle is not installable beside the rest of the stack); the calls
 follow PaddleOCR 3.x's documented Python API (``PaddleOCR(...).predict``, ``TextRecognition``).
 """
@@ -21,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from models.ocr.base import OCREngine, OCRLine, check_rgb_image
+from models.ocr.base import OCREngine, OCRInputError, OCRLine, check_rgb_image
 
 _INSTALL_HINT = (
     "the 'paddleocr' engine needs PaddleOCR 3.x: pip install paddleocr paddlepaddle "
@@ -33,7 +38,7 @@ _INSTALL_HINT = (
 
 def _check_model_dir(path: str | os.PathLike | None, what: str) -> str:
     if path is None:
-        raise ValueError(f"paddleocr: {what}_model_dir is required (a local exported-model dir); "
+        raise OCRInputError(f"paddleocr: {what}_model_dir is required (a local exported-model dir); "
                          + _INSTALL_HINT)
     p = Path(path).expanduser()
     needed = ["inference.pdiparams", "inference.yml"]
@@ -93,7 +98,9 @@ class PaddleOCREngine(OCREngine):
                       use_textline_orientation=False,
                       text_det_limit_side_len=self.det_limit_side_len,
                       text_det_limit_type=self.det_limit_type,
-                      text_rec_score_thresh=self.text_score)
+                      text_rec_score_thresh=self.text_score,
+                      # one line per recogniser batch: no reading depends on the other lines
+                      text_recognition_batch_size=1)
             if self.det_model_name:
                 kw["text_detection_model_name"] = self.det_model_name
             if self.rec_model_name:
@@ -111,6 +118,12 @@ class PaddleOCREngine(OCREngine):
                 kw["model_name"] = self.rec_model_name
             self._rec = TextRecognition(**kw)
         return self._rec
+
+    def settings(self) -> dict:
+        return {**super().settings(), "det_model_dir": self.det_model_dir,
+                "rec_model_dir": self.rec_model_dir,
+                "det_limit": f"{self.det_limit_type} {self.det_limit_side_len}",
+                "text_score": self.text_score}
 
     def readtext(self, image: np.ndarray) -> list[OCRLine]:
         check_rgb_image(image)
@@ -132,8 +145,12 @@ class PaddleOCREngine(OCREngine):
             imgs.append(np.ascontiguousarray(c[:, :, ::-1]))
         if not imgs:
             return []
-        return [(str(r["rec_text"]), float(r["rec_score"]))
-                for r in self._recognizer().predict(imgs)]
+        rec = self._recognizer()
+        out = []
+        for img in imgs:  # one crop per call: batch independence (module docstring)
+            (r,) = list(rec.predict(img, batch_size=1))
+            out.append((str(r["rec_text"]), float(r["rec_score"])))
+        return out
 
     def detect_prob(self, image: np.ndarray) -> np.ndarray:
         raise NotImplementedError(

@@ -9,6 +9,8 @@ import unicodedata
 
 import Levenshtein
 
+from models.ocr.base import OCRInputError
+
 # ASCII punctuation plus the common full-width/CJK marks, which PP-OCR's zh+en dictionary emits.
 _CJK_PUNCT = "，。、；：？！“”‘’（）《》〈〉【】「」『』…—～·"
 _PUNCT = set(string.punctuation) | set(_CJK_PUNCT)
@@ -44,13 +46,36 @@ def text_similarity(pred: str, gt: str, ignore_case: bool = False, ignore_space:
     return 1.0 - Levenshtein.distance(p, g) / n
 
 
-def levenshtein_ratio(pred: str, gt: str) -> float:
+# OCR-A's distances. "indel" is what python-Levenshtein's ``Levenshtein.ratio`` (the function called
+# "Levenshtein ratio") uses: a substitution costs 2 (a deletion plus an insertion), so a wrong word
+# of the right length scores 0. "levenshtein" is the plain unit-cost edit distance, under which the
+# same wrong word scores 0.5: it rewards hallucinated glyphs, kept only to compare with runs that
+# used it.
+RATIO_DISTANCES = {
+    "indel": "Levenshtein.ratio semantics: (|p|+|r|-indel(p,r))/(|p|+|r|), indel = "
+             "Levenshtein.distance(p, r, weights=(1, 1, 2)) (insert 1, delete 1, substitute 2)",
+    "levenshtein": "(|p|+|r|-lev(p,r))/(|p|+|r|), lev = Levenshtein.distance(p, r) (unit-cost "
+                   "substitution: a same-length wrong word scores 0.5)",
+}
+
+
+def levenshtein_ratio(pred: str, gt: str, distance: str = "indel") -> float:
     """TADiSR's OCR-A box score ``(len(p) + len(g) - dist(p, g)) / (len(p) + len(g))`` in [0, 1].
 
-    Uses the plain (unit-cost) edit distance, so it is not ``Levenshtein.ratio`` (which counts a
-    substitution as 2). 1.0 for two empty strings.
+    distance: ``"indel"`` (default) — ``dist`` is the indel distance (insertions and deletions
+    only, a substitution costs 2), i.e. exactly python-Levenshtein's ``Levenshtein.ratio``: "HOTEL"
+    vs "XQZJW" scores 0.0. ``"levenshtein"`` — ``dist`` is the unit-cost edit distance
+    (``Levenshtein.distance``): the same pair scores 0.5.
+    1.0 for two empty strings, 0.0 when exactly one is empty. Strings are compared as given (no
+    normalisation).
     """
     total = len(pred) + len(gt)
     if total == 0:
         return 1.0
-    return (total - Levenshtein.distance(pred, gt)) / total
+    if distance == "indel":
+        dist = Levenshtein.distance(pred, gt, weights=(1, 1, 2))
+    elif distance == "levenshtein":
+        dist = Levenshtein.distance(pred, gt)
+    else:
+        raise OCRInputError(f"distance must be one of {sorted(RATIO_DISTANCES)}, got {distance!r}")
+    return (total - dist) / total
