@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from evalkit.sample import TextInstance
-from models.files import IMAGE_EXTS
+from models.files import IMAGE_EXTS, is_image_file
 from models.errors import TextsrError
 
 
@@ -36,6 +36,8 @@ class BenchItem:
     sr_path: Path | None = None      # folder mode: the given SR output
     hr_path: Path | None = None
     meta: dict = field(default_factory=dict)
+    error: str | None = None         # why this item cannot be scored (unreadable image …): skipped, counted
+    error_reason: str | None = None  # its short category ("hr-unreadable" …) for the summary's counts
 
 
 @dataclass
@@ -81,12 +83,14 @@ def synth_corpus(root: Path, limit: int | None = None) -> Bench:
                  info={"path": str(root.resolve()), "recipe": m["recipe"]["name"], "recipe_hash": m["recipe_hash"]})
 
 
-def _by_stem(folder: Path, what: str) -> dict[str, Path]:
+def images_by_stem(folder: Path, what: str) -> dict[str, Path]:
+    """Image files of ``folder`` by file stem; a folder that is missing, empty, or holds two images
+    of one stem is a :class:`BenchError` naming it."""
     if not folder.is_dir():
         raise BenchError(f"{what} {folder} is not a directory")
     out = {}
     for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in IMAGE_EXTS:
+        if is_image_file(p):
             if p.stem in out:
                 raise BenchError(f"{what} {folder}: two images share the stem {p.stem!r} ({out[p.stem].name}, {p.name})")
             out[p.stem] = p
@@ -98,10 +102,10 @@ def _by_stem(folder: Path, what: str) -> dict[str, Path]:
 def folder_pairs(sr_dir: Path | None, hr_dir: Path, lr_dir: Path | None = None, limit: int | None = None) -> Bench:
     """Pair images by file stem. With ``sr_dir`` every SR image needs an HR of the same stem
     (missing ones are an error naming them); without it (model mode) ``lr_dir`` is required."""
-    hr = _by_stem(Path(hr_dir), "--hr-dir")
-    lr = _by_stem(Path(lr_dir), "--lr-dir") if lr_dir else {}
+    hr = images_by_stem(Path(hr_dir), "--hr-dir")
+    lr = images_by_stem(Path(lr_dir), "--lr-dir") if lr_dir else {}
     if sr_dir is not None:
-        sr = _by_stem(Path(sr_dir), "--sr-dir")
+        sr = images_by_stem(Path(sr_dir), "--sr-dir")
         missing = sorted(set(sr) - set(hr))
         if missing:
             raise BenchError(f"--hr-dir {hr_dir} has no image for {len(missing)} SR image(s): {', '.join(missing[:5])}")
@@ -118,15 +122,19 @@ def folder_pairs(sr_dir: Path | None, hr_dir: Path, lr_dir: Path | None = None, 
 
     def items() -> Iterator[BenchItem]:
         for k in keys:
-            yield BenchItem(key=k, hr=read_rgb(hr[k]), lr=read_rgb(lr[k]) if k in lr else None,
-                            sr_path=sr.get(k), hr_path=hr[k])
+            try:
+                yield BenchItem(key=k, hr=read_rgb(hr[k]), lr=read_rgb(lr[k]) if k in lr else None,
+                                sr_path=sr.get(k), hr_path=hr[k])
+            except BenchError as e:  # one unreadable file: the runner skips and counts the image
+                yield BenchItem(key=k, hr=None, sr_path=sr.get(k), hr_path=hr[k], error=str(e),
+                                error_reason="hr-unreadable" if str(hr[k]) in str(e) else "lr-unreadable")
 
     return Bench(name=f"folder:{Path(hr_dir).name}", ident=ident, scale=None, items=items(), length=len(keys),
                  info={"hr_dir": str(Path(hr_dir).resolve()), "sr_dir": str(Path(sr_dir).resolve()) if sr_dir else None,
                        "lr_dir": str(Path(lr_dir).resolve()) if lr_dir else None})
 
 
-def dataset_bench(entry, *, limit: int | None = None, scale: int | None = None, lr_preset: str = "bicubic",
+def dataset_bench(entry, *, limit: int | None = None, scale: int | None = None, lr_preset: str = "matlab-bicubic",
                   lr_seed: int = 0, skip_bad: bool = False) -> Bench:
     """A datasets.yaml benchmark through its loader. HR-only sets (SVT, CTW1500, CUTE80, IC15,
     Total-Text) get LR synthesised at ``scale`` with a named degradation preset and a fixed seed,

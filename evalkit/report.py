@@ -398,13 +398,12 @@ def html_report(out: Path, summary: dict, recs: list[dict] | None = None,
 
 
 def write_reports(out: Path, summary: dict | None = None, bench_reopen: Callable | None = None,
-                  engine: Any = None, worst: int = 8) -> tuple[Path, Path]:
+                  worst: int = 8) -> tuple[Path, Path]:
     """Write ``out/report.md`` and ``out/report.html`` from the run's files.
 
     summary: the run's summary (None: read ``out/summary.json``). bench_reopen: a callable that
     re-opens the benchmark, used only to fetch HR/LR pixels that per_image.jsonl does not point
-    to. ``engine`` is accepted for the runner's call and ignored: the report never recognises
-    text again. Returns the two paths."""
+    to. The report never recognises text again. Returns the two paths."""
     from models.files import atomic_write
 
     out = Path(out)

@@ -21,7 +21,7 @@ import numpy as np
 from evalkit.benches import Bench, BenchError, folder_pairs, open_bench, read_rgb
 from evalkit.metrics.base import MetricUnavailable
 from evalkit.sample import EvalSample
-from models.cache import cache_dir
+from models.cache import cache_dir, cache_key
 from models.files import write_json_atomic
 from models.versions import versions
 from models.errors import TextsrError
@@ -47,7 +47,7 @@ class ScoreConfig:
     limit: int | None = None
     device: str | None = None
     batch_size: int = 4
-    crop_border: int = 0
+    crop_border: int | None = None     # None: the protocol's (0 for all four built-in ones)
     resume: bool = False
     strict: bool = False
     ocr_engine: str = "rapidocr-ppocrv4"
@@ -75,31 +75,70 @@ def lines_from_json(rows):
     return [OCRLine(polygon=np.array(r["polygon"], np.float32), text=r["text"], score=r["score"]) for r in rows]
 
 
-class HROCRCache:
-    """OCR lines of each HR image of one benchmark, appended to a JSONL file as they are read."""
+# Bump when what is cached for an HR image changes (the reading, its rounding, the JSON layout).
+HR_OCR_CACHE_VERSION = 2
 
-    def __init__(self, bench: Bench, engine_name: str):
-        self.path = cache_dir() / "ocr_hr" / f"{bench.ident}-{engine_name}.jsonl"
+
+def engine_identity(engine) -> dict:
+    """What an OCR engine's readings depend on: its name and its plain-data settings (detector
+    size policy, thresholds, classifier use), with model files named by their content (sha256),
+    not their path. Thread counts do not change a reading and are left out."""
+    from models.files import file_digest
+
+    out: dict = {"name": engine.name}
+    for k, v in sorted(vars(engine).items()):
+        if k.startswith("_") or k == "num_threads" or not isinstance(v, (str, int, float, bool, type(None))):
+            continue
+        if k.endswith("_path") and isinstance(v, str) and Path(v).is_file():
+            v = "sha256:" + file_digest(v)
+        out[k] = v
+    return out
+
+
+def image_digest(img: np.ndarray) -> str:
+    """sha256 of a decoded image's pixels and shape: the same pixels give the same key wherever
+    they were read from (a folder, a shard, a synthesised LR)."""
+    import hashlib
+
+    a = np.ascontiguousarray(img)
+    return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + a.tobytes()).hexdigest()
+
+
+class HROCRCache:
+    """OCR lines of HR images, keyed by the HR pixels (:func:`image_digest`) in one JSONL file per
+    engine configuration (:func:`engine_identity` + :data:`HR_OCR_CACHE_VERSION`), appended as they
+    are read. An edited HR image, another engine setting or a new cache version never meets an old
+    reading; the same image in two benchmarks is read once."""
+
+    def __init__(self, engine):
+        ident = engine_identity(engine)
+        self.key = cache_key(ident, HR_OCR_CACHE_VERSION)
+        self.path = cache_dir("ocr_hr", f"{engine.name}-{self.key}.jsonl")
         self.data: dict[str, list] = {}
         if self.path.is_file():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill: read again below
-                self.data[row["key"]] = row["lines"]
+                    self.data[row["hr"]] = row["lines"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut by a kill: that image is read again
         self.hits = self.misses = 0
 
-    def get(self, key: str, hr: np.ndarray, engine):
-        if key in self.data:
+    def info(self) -> dict:
+        return {"path": str(self.path), "key": self.key, "version": HR_OCR_CACHE_VERSION,
+                "hits": self.hits, "misses": self.misses}
+
+    def get(self, hr: np.ndarray, engine):
+        digest = image_digest(hr)
+        if digest in self.data:
             self.hits += 1
-            return lines_from_json(self.data[key])
+            return lines_from_json(self.data[digest])
         self.misses += 1
         lines = engine.readtext(hr)
-        self.data[key] = lines_to_json(lines)
+        self.data[digest] = lines_to_json(lines)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"key": key, "lines": self.data[key]}, ensure_ascii=False) + "\n")
+            f.write(json.dumps({"hr": digest, "lines": self.data[digest]}, ensure_ascii=False) + "\n")
         return lines
 
 
@@ -123,20 +162,34 @@ def load_metric_state(metric, state: dict) -> None:
 
 
 # -- the run -----------------------------------------------------------------------------------
-def _open(cfg: ScoreConfig) -> Bench:
-    if cfg.bench and (cfg.sr_dir or cfg.hr_dir):
-        raise ScoreError("give either --bench or --sr-dir/--hr-dir, not both")
+def _protocol(cfg: ScoreConfig):
+    from evalkit.protocols import DEFAULT_PROTOCOL, get_protocol
+
+    return get_protocol(cfg.protocol or DEFAULT_PROTOCOL)
+
+
+def _open(cfg: ScoreConfig, protocol=None) -> Bench:
+    if cfg.bench and cfg.hr_dir:
+        raise ScoreError("--hr-dir with --bench: the benchmark brings its own HR; drop --hr-dir "
+                         "(--sr-dir with --bench scores outputs made elsewhere on the benchmark)")
+    if cfg.sr_dir and cfg.model:
+        raise ScoreError("--sr-dir scores existing outputs; drop --model (or drop --sr-dir to run the model)")
     if cfg.bench:
         from models.datasets import load_catalog
 
+        protocol = protocol or _protocol(cfg)
         return open_bench(cfg.bench, cfg.limit, catalog=load_catalog(cfg.datasets), scale=cfg.scale,
-                          lr_preset=cfg.lr_preset or "bicubic", lr_seed=cfg.lr_seed, skip_bad=cfg.skip_bad)
+                          lr_preset=lr_preset_of(cfg, protocol), lr_seed=cfg.lr_seed, skip_bad=cfg.skip_bad)
     if not cfg.hr_dir:
         raise ScoreError("nothing to score: give --bench, or --hr-dir with --sr-dir (outputs) or --lr-dir (inputs)")
-    if cfg.sr_dir and cfg.model:
-        raise ScoreError("--sr-dir scores existing outputs; drop --model (or drop --sr-dir to run the model)")
     return folder_pairs(Path(cfg.sr_dir) if cfg.sr_dir else None, Path(cfg.hr_dir),
                         Path(cfg.lr_dir) if cfg.lr_dir else None, cfg.limit)
+
+
+def lr_preset_of(cfg: ScoreConfig, protocol) -> str:
+    """The fixed-LR preset of HR-only benchmarks: ``--lr-preset``, else the protocol's, else
+    MATLAB-style antialiased bicubic (what SR papers mean by "bicubic LR")."""
+    return cfg.lr_preset or protocol.lr_preset or "matlab-bicubic"
 
 
 def _build_model(cfg: ScoreConfig, bench: Bench):
@@ -159,93 +212,239 @@ def _build_model(cfg: ScoreConfig, bench: Bench):
         raise ScoreError(f"--model {cfg.model}: {e}") from None
 
 
-def _build_metrics(cfg: ScoreConfig, engine):
-    from evalkit.metrics.registry import DEFAULT_METRICS, create_metric
+def _metric_kwargs(cfg: ScoreConfig, protocol) -> dict[str, dict]:
+    """Metric name -> keyword arguments: the protocol's, narrowed by ``--metrics`` and overridden by
+    ``--metric-opt``. A protocol other than ``basicsr`` only runs its own metrics."""
+    from evalkit.metrics.registry import list_metrics
 
-    names = cfg.metrics or list(DEFAULT_METRICS)
-    metrics, unavailable = {}, {}
+    names = cfg.metrics or list(protocol.metrics)
+    known = set(list_metrics())
+    out = {}
     for name in names:
+        if name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            raise ScoreError(f"--metrics: unknown metric {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                             + f" (known: {', '.join(sorted(known))})")
+        if name not in protocol.metrics and protocol.name != "basicsr":
+            raise ScoreError(f"--metrics: {name!r} is not part of protocol {protocol.name!r} "
+                             f"(its metrics: {', '.join(protocol.metrics)}); drop --protocol to score it")
+        out[name] = dict(protocol.metrics.get(name, {}))
+    for name, opts in cfg.metric_options.items():
+        if name not in out:
+            raise ScoreError(f"--metric-opt {name}.…: {name!r} is not among this run's metrics ({', '.join(out)})")
+        out[name].update(opts)
+    return out
+
+
+def _build_metrics(cfg: ScoreConfig, engine, protocol):
+    from evalkit.metrics.registry import create_metric
+
+    crop = protocol.crop_border if cfg.crop_border is None else cfg.crop_border
+    metrics, unavailable = {}, {}
+    for name, kw in _metric_kwargs(cfg, protocol).items():
         try:
-            metrics[name] = create_metric(name, ocr=engine, crop_border=cfg.crop_border,
-                                          device=cfg.device or "cpu", allow_download=cfg.allow_download)
+            metrics[name] = create_metric(name, **{"ocr": engine, "crop_border": crop, "device": cfg.device or "cpu",
+                                                   "allow_download": cfg.allow_download, **kw})
         except MetricUnavailable as e:
             if cfg.strict:
                 raise ScoreError(f"metric {name} is unavailable: {e.reason} (drop --strict to report it as null)") from None
             unavailable[name] = e.reason
             print(f"evalkit: warning: {name} reported as null — {e.reason}", file=sys.stderr)
+        except TypeError as e:
+            if name in cfg.metric_options:
+                raise ScoreError(f"--metric-opt {name}: {e}") from None
+            raise
     return metrics, unavailable
+
+
+def _plain(obj):
+    """``obj`` as JSON would give it back (tuples as lists, paths as strings), for comparisons."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+_RUNTIME_ONLY = ("device",)  # settings that do not change what a metric means
+
+
+def run_identity(cfg: ScoreConfig, bench: Bench, model, metrics: dict, unavailable: dict, protocol, engine) -> dict:
+    """Everything a run's numbers depend on. ``--resume`` continues a run only when this is equal."""
+    def settings(m):
+        return {k: v for k, v in m.settings().items() if k not in _RUNTIME_ONLY}
+
+    def folder(p):
+        return str(Path(p).resolve()) if p else None
+
+    return _plain({
+        "model": cfg.model, "model_options": cfg.model_options,
+        "weights": getattr(model, "weights_info", None) if model is not None else None,
+        "bench": {"name": bench.name, "info": bench.info, "content": bench.ident},
+        "sr_dir": folder(cfg.sr_dir), "hr_dir": folder(cfg.hr_dir), "lr_dir": folder(cfg.lr_dir),
+        "scale": cfg.scale or bench.scale or (model.scale if model is not None else None),
+        "protocol": protocol.to_dict(),
+        "metrics": {name: settings(m) for name, m in metrics.items()},
+        "unavailable": sorted(unavailable),
+        "ocr_engine": engine_identity(engine),
+    })
+
+
+def _differences(before: dict, now: dict) -> list[str]:
+    out = []
+    for k in sorted(set(before) | set(now)):
+        a, b = before.get(k), now.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            sub = [f"{k}.{d}" for d in _differences(a, b)]
+            out += sub
+        else:
+            def short(v):
+                t = json.dumps(v, ensure_ascii=False)
+                return t if len(t) <= 60 else "…" + t[-59:]  # a path's end tells runs apart
+            out.append(f"{k} ({short(a)} before, {short(b)} now)")
+    return out
+
+
+class _Skip(Exception):
+    """One image that cannot be scored (unreadable, no SR output, size mismatch): logged and counted."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def _sr_files(cfg: ScoreConfig) -> dict[str, Path] | None:
+    from evalkit.benches import images_by_stem
+
+    if not (cfg.bench and cfg.sr_dir):
+        return None
+    try:
+        return images_by_stem(Path(cfg.sr_dir), "--sr-dir")
+    except BenchError as e:
+        raise ScoreError(str(e)) from None
+
+
+def _read_sr(it, sr_files: dict | None) -> tuple[np.ndarray, Path]:
+    """The SR output of a bench item: its folder pair, or (``--bench`` with ``--sr-dir``) the
+    ``--sr-dir`` image named like the item's key, else like its HR file."""
+    path = it.sr_path
+    if sr_files is not None:
+        path = sr_files.get(it.key) or (sr_files.get(Path(it.hr_path).stem) if it.hr_path else None)
+        if path is None:
+            raise _Skip("sr-missing", f"--sr-dir has no image named {it.key}"
+                        + (f" or {Path(it.hr_path).stem}" if it.hr_path and Path(it.hr_path).stem != it.key else ""))
+    try:
+        return read_rgb(path), Path(path)
+    except BenchError as e:
+        raise _Skip("sr-unreadable", str(e)) from None
 
 
 def score(cfg: ScoreConfig) -> dict:
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ScoreError(f"--out {out} is a file; give a directory for the run")
     per_image = out / "per_image.jsonl"
     state_file = out / "state.json"
     if per_image.exists() and not cfg.resume:
         raise ScoreError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if cfg.resume and not per_image.exists():
+        print(f"evalkit: no run in {out} to resume; starting a new one", file=sys.stderr)
+    protocol = _protocol(cfg)
     try:
-        bench = _open(cfg)
+        bench = _open(cfg, protocol)
     except BenchError as e:
         raise ScoreError(str(e)) from None
+    sr_files = _sr_files(cfg)
     model = _build_model(cfg, bench) if cfg.model else None
     if model is None and bench.items and not cfg.sr_dir:
         raise ScoreError("no SR to score: give --model, or --sr-dir with the outputs")
     from models.ocr import create_ocr
 
     engine = create_ocr(cfg.ocr_engine)
-    metrics, unavailable = _build_metrics(cfg, engine)
+    metrics, unavailable = _build_metrics(cfg, engine, protocol)
     need = set().union(*(m.needs for m in metrics.values())) if metrics else set()
-    hr_cache = HROCRCache(bench, cfg.ocr_engine) if "ocr_hr" in need else None
+    hr_cache = HROCRCache(engine) if "ocr_hr" in need else None
+    identity = run_identity(cfg, bench, model, metrics, unavailable, protocol, engine)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "sr").mkdir(exist_ok=True)
     done: set[str] = set()
     n_done = 0
-    if cfg.resume and state_file.is_file():
-        st = json.loads(state_file.read_text(encoding="utf-8"))
-        if st.get("metrics_names") != list(metrics):
-            raise ScoreError(f"{out}: --resume with other metrics ({st.get('metrics_names')} before, {list(metrics)} now)")
-        for name, s in st["metrics"].items():
-            load_metric_state(metrics[name], s)
-        n_done = st["done"]
-        lines = per_image.read_text(encoding="utf-8").splitlines()[:n_done]  # drop a line cut by a kill
-        per_image.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
-        done = {json.loads(ln)["key"] for ln in lines}
-    elif cfg.resume and per_image.exists():
-        per_image.unlink()  # killed before the first state was written: start over
+    skipped: dict[str, int] = {}
+    if cfg.resume and (state_file.is_file() or per_image.exists()):
+        st = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else None
+        before = (st or {}).get("identity") or _read_identity(out)
+        if before is None:
+            raise ScoreError(f"{out}: --resume of a run that recorded no identity (made by an older evalkit); "
+                             "start a new run in another --out")
+        diff = _differences(before, identity)
+        if diff:
+            raise ScoreError(f"{out}: --resume refused, this run differs from the one it would continue: "
+                             + "; ".join(diff[:4]) + (f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""))
+        if st is not None:
+            for name, s in st["metrics"].items():
+                load_metric_state(metrics[name], s)
+            n_done, skipped = st["done"], dict(st.get("skipped", {}))
+            lines = per_image.read_text(encoding="utf-8").splitlines()[:n_done]  # drop a line cut by a kill
+            per_image.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+            done = {json.loads(ln)["key"] for ln in lines}
+        else:
+            per_image.unlink(missing_ok=True)  # killed before the first state was written: start over
+    write_json_atomic(out / "run.json", identity)
 
     from tqdm import tqdm
 
     bar = tqdm(total=bench.length, initial=len(done), unit="img", desc="evalkit score", file=sys.stderr,
                disable=not cfg.progress, dynamic_ncols=True)
-    errors = 0
     t0 = time.perf_counter()
     pending = []
 
+    def skip(rec: dict, key: str, err: _Skip) -> None:
+        if cfg.strict:
+            raise ScoreError(f"{key}: {err} (drop --strict to skip and count such images)")
+        rec.update({"skipped": err.reason, "error": err.detail})
+        skipped[err.reason] = skipped.get(err.reason, 0) + 1
+        log.warning("skipped %s: %s", key, err)
+        print(f"evalkit: skipped {key}: {err}", file=sys.stderr)
+
     def flush(batch):
-        nonlocal n_done, errors
-        if model is not None:
-            srs = model.upscale_images([it.lr for it in batch])
-        else:
-            srs = [read_rgb(it.sr_path) for it in batch]
+        nonlocal n_done
+        # bench items that could not be read arrive with an error; the model sees only the readable LR
+        runnable = [it for it in batch if not it.error]
+        model_out = dict(zip((it.key for it in runnable),
+                             model.upscale_images([it.lr for it in runnable]))) if model is not None and runnable else {}
         with open(per_image, "a", encoding="utf-8") as f:
-            for it, sr in zip(batch, srs):
+            for it in batch:
                 rec = {"key": it.key}
-                if model is not None:
-                    cv2.imwrite(str(out / "sr" / f"{it.key}.png"), sr[:, :, ::-1])
-                if it.hr is not None and sr.shape != it.hr.shape:
-                    rec["error"] = f"SR {sr.shape[1]}x{sr.shape[0]} vs HR {it.hr.shape[1]}x{it.hr.shape[0]}"
-                    errors += 1
-                    print(f"evalkit: skipped {it.key}: {rec['error']}", file=sys.stderr)
+                try:
+                    if it.error:
+                        raise _Skip(it.error_reason or "unreadable", it.error)
+                    if model is not None:
+                        sr, sr_path = model_out[it.key], out / "sr" / f"{it.key}.png"
+                        cv2.imwrite(str(sr_path), sr[:, :, ::-1])
+                    else:
+                        sr, sr_path = _read_sr(it, sr_files)
+                    rec["sr_path"] = str(sr_path)
+                    if it.hr_path:
+                        rec["hr_path"] = str(it.hr_path)
+                    if it.meta.get("lr_path"):
+                        rec["lr_path"] = str(it.meta["lr_path"])
+                    if it.hr is not None and sr.shape != it.hr.shape:
+                        raise _Skip("size-mismatch", f"SR {sr.shape[1]}x{sr.shape[0]} vs HR {it.hr.shape[1]}x{it.hr.shape[0]}")
+                except _Skip as e:
+                    skip(rec, it.key, e)
                 else:
                     if "fid" in metrics and it.hr_path is None and it.hr is not None:  # FID reads folders
                         (out / "hr").mkdir(exist_ok=True)
                         it.hr_path = out / "hr" / f"{it.key}.png"
                         cv2.imwrite(str(it.hr_path), it.hr[:, :, ::-1])
+                        rec["hr_path"] = str(it.hr_path)
                     sample = EvalSample(key=it.key, sr=sr, hr=it.hr, lr=it.lr, mask=it.mask, texts=it.texts,
-                                        extra={"sr_path": str(it.sr_path or out / "sr" / f"{it.key}.png"),
+                                        extra={"sr_path": str(sr_path),
                                                "hr_path": str(it.hr_path) if it.hr_path else None})
-                    if hr_cache is not None and it.hr is not None:
-                        sample.ocr_hr = hr_cache.get(it.key, it.hr, engine)
+                    # HR OCR is the reference of OCR metrics only where the benchmark has no annotations
+                    if hr_cache is not None and it.hr is not None and it.texts is None:
+                        sample.ocr_hr = hr_cache.get(it.hr, engine)
                     if "ocr_sr" in need:
                         sample.ocr_sr = engine.readtext(sr)
                         rec["ocr_sr"] = [ln.text for ln in sample.ocr_sr]
@@ -253,8 +452,9 @@ def score(cfg: ScoreConfig) -> dict:
                         rec.update(m.update(sample))
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 n_done += 1
-        write_json_atomic(state_file, {"done": n_done, "metrics_names": list(metrics),
-                                 "metrics": {k: metric_state(m) for k, m in metrics.items()}})
+        write_json_atomic(state_file, {"done": n_done, "skipped": skipped, "identity": identity,
+                                       "metrics_names": list(metrics),
+                                       "metrics": {k: metric_state(m) for k, m in metrics.items()}})
         bar.update(len(batch))
 
     for it in bench.items:
@@ -268,21 +468,35 @@ def score(cfg: ScoreConfig) -> dict:
         flush(pending)
     bar.close()
 
+    n_skipped = sum(skipped.values())
+    n_scored = n_done - n_skipped
+    if n_done and not n_scored:
+        raise ScoreError(f"no image of {bench.name} could be scored: " +
+                         ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) + " (see per_image.jsonl)")
+    if sr_files is not None:
+        recs = map(json.loads, per_image.read_text(encoding="utf-8").splitlines())
+        unused = len(set(sr_files) - {Path(r["sr_path"]).stem for r in recs if r.get("sr_path")})
+        if unused:
+            print(f"evalkit: {unused} image(s) in --sr-dir match no item of {bench.name}", file=sys.stderr)
+
     values: dict = {}
     for name, m in metrics.items():
         values.update(m.compute())
     for name, reason in unavailable.items():
         values[name] = None
     summary = {
-        "bench": bench.name, "bench_info": bench.info, "images": n_done, "errors": errors,
-        "model": cfg.model or "(outputs from --sr-dir)",
+        "bench": bench.name, "bench_info": bench.info, "images": n_scored, "skipped": n_skipped,
+        "skipped_reasons": dict(sorted(skipped.items())),
+        "model": cfg.model or f"(outputs from {cfg.sr_dir})",
         "weights": getattr(model, "weights_info", None) if model is not None else None,
-        "scale": cfg.scale or bench.scale or (model.scale if model else None),
+        "scale": identity["scale"],
+        "protocol": protocol.to_dict(),
         "metrics": values,
         "unavailable": unavailable,
         "settings": {name: m.settings() for name, m in metrics.items()},
         "ocr_engine": cfg.ocr_engine,
-        "hr_ocr_cache": {"path": str(hr_cache.path), "hits": hr_cache.hits, "misses": hr_cache.misses} if hr_cache else None,
+        "ocr_engine_settings": identity["ocr_engine"],
+        "hr_ocr_cache": hr_cache.info() if hr_cache else None,
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "seconds": round(time.perf_counter() - t0, 2),
         "versions": versions(),
@@ -290,5 +504,11 @@ def score(cfg: ScoreConfig) -> dict:
     write_json_atomic(out / "summary.json", summary)
     from evalkit.report import write_reports
 
-    write_reports(out, summary, bench_reopen=lambda: _open(cfg), engine=engine, worst=cfg.report_worst)
+    write_reports(out, summary, bench_reopen=lambda: _open(cfg, protocol), worst=cfg.report_worst)
     return summary
+
+
+def _read_identity(out: Path) -> dict | None:
+    p = out / "run.json"
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+

@@ -61,7 +61,7 @@ def test_datasets_status_and_score_an_hr_only_benchmark(tmp_path):
     assert r.returncode == 0, r.stderr
     s = json.loads((run / "summary.json").read_text())
     assert s["images"] == 2 and s["bench"] == "svt-mini"
-    assert s["bench_info"]["synthesised_lr"]["preset"] == "bicubic" and s["bench_info"]["synthesised_lr"]["seed"] == 0
+    assert s["bench_info"]["synthesised_lr"]["preset"] == "matlab-bicubic" and "preset_hash" in s["bench_info"]["synthesised_lr"] and s["bench_info"]["synthesised_lr"]["seed"] == 0
     assert s["metrics"]["ocr_a"] is not None and 0 <= s["metrics"]["ocr_a"] <= 1
     lr_files = sorted((tmp_path / "cache" / "fixed-lr").rglob("*.png"))
     assert len(lr_files) == 2

@@ -25,7 +25,7 @@ def corpus(tmp_path_factory):
     recipe = load_recipe("ftsr", ["backgrounds.hr_size=256", "text.rendered_prob=1.0", "text.instances=[2, 3]",
                                   "text.rendered.languages={en: 1.0}", "text.rendered.font_size_px=[26, 40]",
                                   "text.rendered.rotation_deg=[0, 0]", "text.rendered.curvature=[0, 0]",
-                                  "degrade.preset=bicubic", "samples_per_shard=4"])
+                                  "degrade.preset=cv2-bicubic", "samples_per_shard=4"])
     build(recipe, out, 6, executor=LocalExecutor(recipe, catalog=load_catalog()), progress=False)
     return out
 
@@ -92,13 +92,43 @@ def test_ocr_a_is_one_for_hr_and_lower_for_bicubic(corpus, bicubic_run, tmp_path
     assert s_bic["metrics"]["ocr_a"] < 0.9 and s_bic["metrics"]["ocr_a"] < s_self["metrics"]["ocr_a"] - 0.1
 
 
-def test_second_model_reuses_the_hr_ocr_cache(corpus, bicubic_run, tmp_path, tmp_path_factory):
-    r = _evalkit("score", "--model", "nearest", "--bench", str(corpus), "--out", str(tmp_path / "n"),
-                 "--metrics", "ocr_a", "--no-progress",
-                 env={"TEXTSR_CACHE": str(tmp_path_factory.getbasetemp() / "cache")})
+def _folders(corpus, root, n=None):
+    """The corpus's HR and LR as two folders of PNGs named by key (a benchmark without annotations)."""
+    from synth.export import iter_samples
+
+    hr_dir, lr_dir = root / "hr", root / "lr"
+    hr_dir.mkdir(parents=True)
+    lr_dir.mkdir()
+    for i, (key, f) in enumerate(iter_samples(corpus)):
+        if n is not None and i >= n:
+            break
+        (hr_dir / f"{key}.png").write_bytes(f["hr.png"])
+        (lr_dir / f"{key}.png").write_bytes(f["lr.png"])
+    return hr_dir, lr_dir
+
+
+def test_hr_ocr_cache_is_keyed_by_the_hr_pixels(corpus, bicubic_run, tmp_path):
+    """A second model on the same HR reuses the OCR of HR; an HR edited in place is read again; a
+    benchmark with text annotations never reads HR (its reference is the annotation)."""
+    s = json.loads((bicubic_run / "summary.json").read_text())
+    assert s["hr_ocr_cache"]["misses"] == 0 and s["hr_ocr_cache"]["hits"] == 0  # annotated corpus
+    hr_dir, lr_dir = _folders(corpus, tmp_path / "f", n=3)
+    env = {"TEXTSR_CACHE": str(tmp_path / "cache")}
+    base = ["score", "--hr-dir", str(hr_dir), "--lr-dir", str(lr_dir), "--metrics", "ocr_a", "--no-progress"]
+    r = _evalkit(*base, "--model", "bicubic", "--out", str(tmp_path / "a"), env=env)
     assert r.returncode == 0, r.stderr
-    cache = json.loads((tmp_path / "n" / "summary.json").read_text())["hr_ocr_cache"]
-    assert cache["hits"] == 6 and cache["misses"] == 0
+    first = json.loads((tmp_path / "a" / "summary.json").read_text())["hr_ocr_cache"]
+    assert (first["hits"], first["misses"]) == (0, 3)
+    r = _evalkit(*base, "--model", "nearest", "--out", str(tmp_path / "b"), env=env)
+    second = json.loads((tmp_path / "b" / "summary.json").read_text())["hr_ocr_cache"]
+    assert (second["hits"], second["misses"]) == (3, 0) and second["path"] == first["path"]
+    victim = sorted(hr_dir.iterdir())[0]
+    img = cv2.imread(str(victim))
+    cv2.imwrite(str(victim), np.ascontiguousarray(img[:, ::-1]))  # mirrored text: another reading
+    r = _evalkit(*base, "--model", "nearest", "--out", str(tmp_path / "c"), env=env)
+    assert r.returncode == 0, r.stderr
+    third = json.loads((tmp_path / "c" / "summary.json").read_text())["hr_ocr_cache"]
+    assert (third["hits"], third["misses"]) == (2, 1)
 
 
 def test_missing_weights_is_null_with_reason_or_an_error_with_strict(corpus, tmp_path):
@@ -192,3 +222,86 @@ def test_split_runs_merge_to_the_single_run(corpus):
         got, want = a.compute(), one.compute()
         for k in want:
             assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-12), (name, k)
+
+
+def test_resume_refuses_a_run_with_other_inputs(corpus, tmp_path):
+    """Resuming a run on srA with --sr-dir srB would report srA's numbers under srB's name."""
+    hr_dir, lr_dir = _folders(corpus, tmp_path / "f", n=3)
+    sr_b = tmp_path / "srB"
+    sr_b.mkdir()
+    for p in hr_dir.iterdir():  # another set of outputs: the HR blurred
+        cv2.imwrite(str(sr_b / p.name), cv2.GaussianBlur(cv2.imread(str(p)), (5, 5), 2))
+    out = tmp_path / "run"
+    base = ["score", "--hr-dir", str(hr_dir), "--out", str(out), "--metrics", "psnr", "--no-progress"]
+    r = _evalkit(*base, "--sr-dir", str(hr_dir))
+    assert r.returncode == 0, r.stderr
+    before = (out / "summary.json").read_bytes()
+    r = _evalkit(*base, "--sr-dir", str(sr_b), "--resume")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "--resume refused" in r.stderr and "sr_dir" in r.stderr and "srB" in r.stderr
+    r = _evalkit(*base, "--sr-dir", str(hr_dir), "--metrics", "psnr,ssim", "--resume")
+    assert r.returncode == 2 and "metrics.ssim" in r.stderr, r.stderr
+    r = _evalkit(*base, "--sr-dir", str(hr_dir), "--crop-border", "4", "--resume")
+    assert r.returncode == 2 and "crop_border" in r.stderr, r.stderr
+    assert (out / "summary.json").read_bytes() == before  # nothing of the first run was touched
+    r = _evalkit(*base, "--sr-dir", str(hr_dir), "--resume")  # the same run resumes (nothing left to do)
+    assert r.returncode == 0, r.stderr
+
+
+def test_unreadable_images_are_skipped_counted_and_strict_fails(corpus, tmp_path):
+    hr_dir, _ = _folders(corpus, tmp_path / "f", n=4)
+    sr_dir = tmp_path / "sr"
+    sr_dir.mkdir()
+    names = sorted(p.name for p in hr_dir.iterdir())
+    for n in names:
+        (sr_dir / n).write_bytes((hr_dir / n).read_bytes())
+    (sr_dir / names[1]).write_bytes((hr_dir / names[1]).read_bytes()[:200])    # truncated SR
+    (hr_dir / names[2]).write_bytes(b"not a png")                                # corrupt HR
+    small = cv2.imread(str(sr_dir / names[3]))[:-4]
+    cv2.imwrite(str(sr_dir / names[3]), small)                                   # wrong size
+    args = ["score", "--sr-dir", str(sr_dir), "--hr-dir", str(hr_dir), "--metrics", "psnr", "--no-progress"]
+    r = _evalkit(*args, "--out", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert s["images"] == 1 and s["skipped"] == 3
+    assert s["skipped_reasons"] == {"hr-unreadable": 1, "size-mismatch": 1, "sr-unreadable": 1}
+    assert "(1 images)" in r.stdout
+    recs = {json.loads(ln)["key"]: json.loads(ln) for ln in (tmp_path / "a" / "per_image.jsonl").read_text().splitlines()}
+    assert recs[names[1][:-4]]["skipped"] == "sr-unreadable" and names[1] in recs[names[1][:-4]]["error"]
+    assert "psnr" not in recs[names[2][:-4]] and recs[names[0][:-4]]["psnr"] == float("inf")
+    r = _evalkit(*args, "--out", str(tmp_path / "b"), "--strict")
+    assert r.returncode == 2 and "--strict" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_outputs_made_elsewhere_are_scored_on_the_benchmark(corpus, bicubic_run, tmp_path):
+    """--bench with --sr-dir: outputs paired by key, scored against the benchmark's HR *and* its text
+    annotations (OCR-A from GT polygons), with the benchmark's scale recorded."""
+    sr_dir = tmp_path / "elsewhere"
+    sr_dir.mkdir()
+    made = sorted((bicubic_run / "sr").iterdir())
+    for p in made[:-1]:  # the last output is missing
+        (sr_dir / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "run"
+    r = _evalkit("score", "--bench", str(corpus), "--sr-dir", str(sr_dir), "--out", str(out),
+                 "--metrics", "psnr,ocr_a", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    ref = json.loads((bicubic_run / "summary.json").read_text())
+    assert s["images"] == len(made) - 1 and s["skipped_reasons"] == {"sr-missing": 1}
+    assert s["scale"] == 4 and s["bench"] == ref["bench"]
+    recs = [json.loads(ln) for ln in (out / "per_image.jsonl").read_text().splitlines()]
+    want = {json.loads(ln)["key"]: json.loads(ln) for ln in (bicubic_run / "per_image.jsonl").read_text().splitlines()}
+    for rec in recs:
+        if "skipped" in rec:
+            assert rec["key"] == made[-1].stem
+            continue
+        assert rec["psnr"] == want[rec["key"]]["psnr"] and rec["ocr_a"] == want[rec["key"]]["ocr_a"]
+        assert rec["ocr_a_ref"] == "annotations"
+
+
+def test_out_naming_a_file_is_a_usage_error(tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    r = _evalkit("score", "--model", "bicubic", "--hr-dir", str(tmp_path), "--lr-dir", str(tmp_path),
+                 "--out", str(f))
+    assert r.returncode == 2 and "is a file" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

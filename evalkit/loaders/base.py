@@ -27,17 +27,22 @@ class AnnotationError(TextsrError, ValueError):
         self.path, self.line, self.problem = str(path), line, problem
 
 
+class ImageReadError(AnnotationError):
+    """An image a loader lists is missing or cannot be decoded. :meth:`Loader.items` turns it into
+    an item the runner skips and counts (an error with ``--strict``), not the end of the run."""
+
+
 def read_image(path: Path | str):
-    """RGB uint8 HxWx3 of an image a loader lists, or ``AnnotationError`` naming the file."""
+    """RGB uint8 HxWx3 of an image a loader lists, or ``ImageReadError`` naming the file."""
     from evalkit.benches import BenchError, read_rgb
 
     path = Path(path)
     if not path.is_file():
-        raise AnnotationError(path, None, "image file is missing")
+        raise ImageReadError(path, None, "image file is missing")
     try:
         return read_rgb(path)
     except BenchError:
-        raise AnnotationError(path, None, "cannot be read as an image (truncated or not an image)") from None
+        raise ImageReadError(path, None, "cannot be read as an image (truncated or not an image)") from None
 
 
 class Loader:
@@ -81,6 +86,10 @@ class Loader:
                 return
             try:
                 it = self.item(k)
+            except ImageReadError as e:
+                from evalkit.benches import BenchItem
+
+                it = BenchItem(key=k, hr=None, error=str(e), error_reason="image-unreadable")
             except AnnotationError as e:
                 self.bad(e)
                 continue

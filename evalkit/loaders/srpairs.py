@@ -35,7 +35,7 @@
 ``FolderBench``
     Any HR folder, with an optional LR folder and optional text annotations. Extras: ``hr_dir``
     (default: the root), ``lr_dir``, ``annotations`` (relative to the root unless absolute),
-    ``scale``. Images pair by file stem (``evalkit.benches._by_stem``, as ``folder_pairs``).
+    ``scale``. Images pair by file stem (``evalkit.benches.images_by_stem``, as ``folder_pairs``).
     The annotations file is JSONL, one object per image::
 
         {"key": "<image stem>", "texts": [{"polygon": [[x, y], ...], "text": "OPEN", "dont_care": false}]}
@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.benches import BenchError, BenchItem, _by_stem
+from evalkit.benches import BenchError, BenchItem, images_by_stem
 from evalkit.loaders.base import AnnotationError, Loader, read_image
 from evalkit.sample import TextInstance
 
@@ -156,8 +156,8 @@ class SRPairs(_PairLoader):
 
     def _list(self) -> dict[str, tuple[Path, Path]]:
         try:
-            hr = _by_stem(self._need_dir(self.hr_dir, "HR"), "HR")
-            lr = _by_stem(self._need_dir(self.lr_dir, "LR"), "LR")
+            hr = images_by_stem(self._need_dir(self.hr_dir, "HR"), "HR")
+            lr = images_by_stem(self._need_dir(self.lr_dir, "LR"), "LR")
         except BenchError as e:
             raise AnnotationError(self.root, None, str(e)) from None
         lr_by_key = {}
@@ -259,8 +259,8 @@ class FolderBench(Loader):
     def keys(self) -> list[str]:
         if self._keys is None:
             try:
-                hr = _by_stem(self.hr_dir, "hr_dir")
-                lr = _by_stem(self.lr_dir, "lr_dir") if self.lr_dir else {}
+                hr = images_by_stem(self.hr_dir, "hr_dir")
+                lr = images_by_stem(self.lr_dir, "lr_dir") if self.lr_dir else {}
             except BenchError as e:
                 raise AnnotationError(self.hr_dir, None, str(e)) from None
             keys = {}

@@ -4,6 +4,10 @@ Every metric class takes the same keyword arguments, so the runner can build any
 ``crop_border=0``, ``device="cpu"``, ``allow_download=False``, ``ocr=None`` (an OCR engine, used by the
 OCR metrics); a metric ignores those it has no use for. Names are the keys the values are reported
 under (``summary.json``), hence snake_case here rather than the hyphenated registry style.
+
+A protocol (:mod:`evalkit.protocols`) adds per-metric keyword arguments that change *how* a metric is
+computed (e.g. ``create_metric("ssim", convention="pyiqa")``) but never its name; the metric's
+``settings()`` records them.
 """
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from typing import Any
 from models.registry import Registry
 
 METRICS = Registry("metric", {
-    # fidelity to HR on the Y channel (basicsr convention)
+    # fidelity to HR: basicsr convention (Y) by default; convention="pyiqa" (Y) | "tadisr" (RGB)
+    # (evalkit/protocols.py picks them per paper)
     "psnr": "evalkit.metrics.fidelity:PSNR",
     "ssim": "evalkit.metrics.fidelity:SSIM",
     "text_psnr": "evalkit.metrics.fidelity:TextPSNR",
