@@ -1,45 +1,119 @@
-"""Command lines: ``synth`` (build, list, inspect, export) and ``evalkit`` (list).
+"""Command lines: ``synth`` (build, list, inspect, export) and ``evalkit`` (list, weights, score,
+protocols, datasets, compare).
 
 They live here, on the top floor, because ``synth build`` runs its stages on Ray and only
-``pipelines`` imports Ray. Usage errors (unknown recipe key, bad ``--set`` value, missing dataset
-root, unknown names) print one line and exit with code 2 (``TEXTSR_DEBUG=1`` shows the traceback).
+``pipelines`` imports Ray. Exit codes:
+
+- 0: done. 1: a bug — any exception that is not the project's own, shown with its traceback.
+- 2: a usage error — a ``TextsrError`` (unknown recipe key, bad ``--set`` value, missing dataset
+  root, unknown name, bad option), printed as one line (``TEXTSR_DEBUG=1`` shows the traceback);
+  argparse's own errors exit 2 too.
+- 3: ``synth build`` finished but the corpus is incomplete (keys that failed every attempt).
+- 130 / 143: interrupted by SIGINT (Ctrl-C) / SIGTERM. Both take the same path: finished shards
+  (and finished images of ``evalkit score``) are kept, a partial shard is removed, Ray is shut
+  down, one message is printed; ``--resume`` continues.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
+
+from models.errors import TextsrError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+EXIT_BUG, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 3, 130, 143
 
-def _usage_errors() -> tuple[type, ...]:
-    from models.datasets import DatasetError
-    from models.registry import UnknownNameError
-    from models.weights import WeightsMissingError
-    from evalkit.runner import ScoreError
-    from models.sr.checkpoint import CheckpointError
-    from pipelines.build import BuildError
-    from synth.recipe import RecipeError
 
-    return (RecipeError, DatasetError, UnknownNameError, BuildError, WeightsMissingError, ScoreError, CheckpointError,
-            FileNotFoundError, ValueError, KeyError)
+class UsageError(TextsrError, ValueError):
+    """A command-line option that cannot be used as given; the message names it and the fix."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so a terminated run cleans up exactly like Ctrl-C."""
+
+
+_sigterm_seen = False
+
+
+def _on_sigterm(signum, frame):
+    global _sigterm_seen
+    # remembered apart from the exception: Ray's blocking calls turn any KeyboardInterrupt raised
+    # inside them into a plain one, losing the subclass
+    _sigterm_seen = True
+    # a second SIGTERM during the clean-up ends the process at once, like a second Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread (e.g. called from a library)
+        return
+    global _sigterm_seen
+    _sigterm_seen = False
+    prev = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, prev)
+
+
+_RESUME_HINT = {"build": "finished shards are kept — continue with --resume",
+                "score": "finished images are kept — continue with --resume"}
 
 
 def _run(prog: str, fn, args) -> int:
+    """Run one subcommand. Only the project's own errors become one-line messages (exit 2); any
+    other exception propagates with its traceback (exit 1): it is a bug, and hiding it would make a
+    failed run look like a usage mistake."""
+    cmd = getattr(args, "cmd", "")
     try:
-        return fn(args) or 0
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; finished shards are kept — continue with --resume", file=sys.stderr)
-        return 130
-    except _usage_errors() as e:
+        with _sigterm_as_interrupt():
+            return fn(args) or 0
+    except KeyboardInterrupt as e:
+        term = isinstance(e, Terminated) or _sigterm_seen
+        hint = _RESUME_HINT.get(cmd)
+        print(f"{prog} {cmd}: {'terminated (SIGTERM)' if term else 'interrupted'}" + (f"; {hint}" if hint else ""),
+              file=sys.stderr)
+        return EXIT_SIGTERM if term else EXIT_SIGINT
+    except TextsrError as e:
         if os.environ.get("TEXTSR_DEBUG"):
             raise  # the full traceback, for bug reports
-        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-        print(f"{prog}: error: {msg}", file=sys.stderr)
-        return 2
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return msg
+
+
+def _positive(flag: str):
+    def check(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+        return v
+    check.__name__ = flag  # argparse names the type in some messages
+    return check
+
+
+def _not_a_file(path: str, flag: str) -> Path:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{flag} {p} is a file; give a directory")
+    return p
 
 
 # -- synth ---------------------------------------------------------------------------------------
@@ -48,8 +122,11 @@ def _cmd_build(a) -> int:
     from pipelines.build import build
     from pipelines.executors import LocalExecutor
     from synth.factory import check_recipe
+    from synth.inspect import missing_summary
     from synth.recipe import load_recipe
+    from synth.shards import read_manifest
 
+    out = _not_a_file(a.out, "--out")
     recipe = load_recipe(a.recipe, a.set)
     catalog = load_catalog(a.datasets)
     check_recipe(recipe, catalog)
@@ -60,13 +137,16 @@ def _cmd_build(a) -> int:
 
         ex = RayExecutor(recipe, catalog=catalog, workers=a.workers, address=a.address,
                          num_threads=a.threads or 1)
-    m = build(recipe, a.out, a.num, executor=ex, resume=a.resume, overwrite=a.overwrite,
-              chunk=a.chunk, progress=not a.no_progress)
+    if a.resume and read_manifest(out) is None:
+        print(f"synth: no build in {out} to resume; starting a new one", file=sys.stderr)
+    m = build(recipe, out, a.num, executor=ex, resume=a.resume, overwrite=a.overwrite,
+              chunk=a.chunk, progress=not a.no_progress, max_errors=a.max_errors)
     c = m["counts"]
-    print(f"wrote {c['kept']} samples in {len(m['shards'])} shard(s) to {Path(a.out) / 'shards'}; "
-          f"manifest {Path(a.out) / 'manifest.json'}")
-    if c["failed"]:
-        print(f"{c['failed']} sample key(s) failed every attempt (listed in the manifest)", file=sys.stderr)
+    print(f"wrote {c['kept']} samples in {len(m['shards'])} shard(s) to {out / 'shards'}; "
+          f"manifest {out / 'manifest.json'}")
+    if not m["complete"]:
+        print(f"synth: build incomplete: {missing_summary(m)}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     return 0
 
 
@@ -94,6 +174,9 @@ def _cmd_list(a) -> int:
 def _cmd_inspect(a) -> int:
     from synth.inspect import contact_sheet, summary_lines
 
+    _not_a_file(a.out, "synth inspect:")
+    if a.png and Path(a.png).is_dir():
+        raise UsageError(f"--png {a.png} is a directory; give the contact sheet's file name")
     for line in summary_lines(Path(a.out)):
         print(line)
     png = contact_sheet(Path(a.out), Path(a.png) if a.png else Path(a.out) / "contact_sheet.png", n=a.n)
@@ -104,6 +187,7 @@ def _cmd_inspect(a) -> int:
 def _cmd_export(a) -> int:
     from synth.export import export
 
+    _not_a_file(a.out, "synth export:")
     dest, n = export(Path(a.out), a.layout, Path(a.dest) if a.dest else None)
     print(f"exported {n} samples to {dest} ({a.layout} layout)")
     return 0
@@ -112,18 +196,28 @@ def _cmd_export(a) -> int:
 def synth_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="synth", description="Build synthetic text-aware SR corpora.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="build a corpus as webdataset shards")
+    b = sub.add_parser("build", help="build a corpus as webdataset shards",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="exit codes: 0 complete (kept == --num); 1 a bug (traceback; finished shards kept); "
+                              "2 usage error;\n3 finished but incomplete (keys that failed every attempt: "
+                              "see the manifest); 130 SIGINT, 143 SIGTERM\n(finished shards kept, "
+                              "continue with --resume)")
     b.add_argument("--recipe", default="ftsr", help="built-in recipe name or a YAML file (default ftsr)")
-    b.add_argument("--num", type=int, required=True, help="number of samples")
+    b.add_argument("--num", type=_positive("--num"), required=True, help="number of samples")
     b.add_argument("--out", required=True, help="output directory (shards/, manifest.json)")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key, e.g. --set degrade.scale=8 (repeatable)")
-    b.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1), help="Ray workers (default: CPU count)")
+    b.add_argument("--workers", type=_positive("--workers"), default=max(1, os.cpu_count() or 1),
+                   help="Ray workers (default: CPU count)")
     b.add_argument("--address", default=None, help="join an existing Ray cluster (e.g. ray://host:10001 or host:6379)")
     b.add_argument("--executor", choices=("ray", "local"), default="ray",
                    help="ray (default; local Ray unless --address) or local (this process, no Ray)")
-    b.add_argument("--threads", type=int, default=None, help="threads per worker for OpenCV/onnxruntime (Ray default 1)")
-    b.add_argument("--chunk", type=int, default=4, help="samples per task")
+    b.add_argument("--threads", type=_positive("--threads"), default=None,
+                   help="threads per worker for OpenCV/onnxruntime (Ray default 1)")
+    b.add_argument("--chunk", type=_positive("--chunk"), default=4, help="samples per task")
+    b.add_argument("--max-errors", type=_positive("--max-errors"), default=3,
+                   help="stop the build at the N-th unexpected exception in a sample (a bug, shown with its "
+                        "traceback; exit 1). Rejected inputs are counted, never fatal (default 3)")
     b.add_argument("--datasets", default=None, help="extra datasets.yaml (adds/overrides entries)")
     b.add_argument("--resume", action="store_true", help="continue an interrupted build in --out")
     b.add_argument("--overwrite", action="store_true", help="replace a previous build in --out")
@@ -133,7 +227,7 @@ def synth_main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("inspect", help="counts and a contact sheet of a build")
     i.add_argument("out")
     i.add_argument("--png", default=None, help="contact sheet path (default <out>/contact_sheet.png)")
-    i.add_argument("-n", type=int, default=8, help="samples on the sheet")
+    i.add_argument("-n", type=_positive("-n"), default=8, help="samples on the sheet")
     i.set_defaults(fn=_cmd_inspect)
     e = sub.add_parser("export", help="write a build in another project's folder layout")
     e.add_argument("out")
@@ -153,11 +247,29 @@ def _model_options(items: list[str]) -> dict:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--model-opt {item!r}: expected KEY=VALUE, e.g. timestep=200")
+            raise UsageError(f"--model-opt {item!r}: expected KEY=VALUE, e.g. timestep=200")
         try:
             out[key.strip().replace("-", "_")] = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
-            raise ValueError(f"--model-opt {item!r}: the value is not valid YAML") from None
+            raise UsageError(f"--model-opt {item!r}: the value is not valid YAML") from None
+    return out
+
+
+def _metric_options(items: list[str]) -> dict[str, dict]:
+    """``METRIC.KEY=VALUE`` items (values parsed as YAML) -> ``{metric: {key: value}}``."""
+    import yaml
+
+    out: dict[str, dict] = {}
+    for item in items:
+        lhs, sep, raw = item.partition("=")
+        metric, dot, key = lhs.strip().partition(".")
+        if not sep or not dot or not metric.strip() or not key.strip():
+            raise UsageError(f"--metric-opt {item!r}: expected METRIC.KEY=VALUE, e.g. ssim.color_space=ycbcr")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            raise UsageError(f"--metric-opt {item!r}: the value is not valid YAML") from None
+        out.setdefault(metric.strip(), {})[key.strip().replace("-", "_")] = value
     return out
 
 
@@ -178,7 +290,7 @@ def _cmd_weights(a) -> int:
 
     rows = weights_rows(a.model, allow_download=a.allow_download)
     if not rows:
-        raise ValueError(f"no component matches {a.model!r} (see `evalkit list`)")
+        raise UsageError(f"no component matches {a.model!r} (see `evalkit list`)")
     width = max(len(r.component) for r in rows)
     for r in rows:
         print(f"{r.component:<{width}}  {r.file}  [{r.status}]")
@@ -198,7 +310,8 @@ def _cmd_score(a) -> int:
                       batch_size=a.batch_size, crop_border=a.crop_border, resume=a.resume, strict=a.strict,
                       ocr_engine=a.ocr, allow_download=a.allow_download, progress=not a.no_progress,
                       datasets=a.datasets, lr_preset=a.lr_preset, lr_seed=a.lr_seed, skip_bad=a.skip_bad,
-                      model_options=_model_options(a.model_opt))
+                      model_options=_model_options(a.model_opt), protocol=a.protocol,
+                      metric_options=_metric_options(a.metric_opt))
     from evalkit.compare import headline_keys
 
     s = score(cfg)
@@ -206,6 +319,18 @@ def _cmd_score(a) -> int:
                       for k in headline_keys(s))
     print(f"{s['model']} on {s['bench']} ({s['images']} images): {shown}")
     print(f"run: {a.out} (summary.json, per_image.jsonl, report.md, report.html)")
+    return 0
+
+
+def _cmd_protocols(a) -> int:
+    from evalkit.protocols import get_protocol, list_protocols
+
+    for name in list_protocols():
+        p = get_protocol(name)
+        print(f"{p.name} (version {p.version}): {p.description}")
+        for metric, opts in p.metrics.items():
+            shown = ", ".join(f"{k}={v}" for k, v in (opts or {}).items())
+            print(f"  {metric}" + (f"  ({shown})" if shown else ""))
     return 0
 
 
@@ -254,17 +379,27 @@ def evalkit_main(argv: list[str] | None = None) -> int:
     sc.add_argument("--limit", type=int, help="score only the first N images")
     sc.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA when available)")
     sc.add_argument("--batch-size", type=int, default=4)
-    sc.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side for PSNR/SSIM (0 = OSEDiff/CODSR; scale = basicsr habit)")
+    sc.add_argument("--crop-border", type=int, default=None,
+                    help="pixels cropped from each side for PSNR/SSIM (default: the protocol's; 0 = OSEDiff/CODSR; "
+                         "scale = basicsr habit)")
+    sc.add_argument("--protocol", default=None,
+                    help="evaluation protocol: basicsr (default), osediff, tadisr, glyphsr; see evalkit protocols")
+    sc.add_argument("--metric-opt", action="append", default=[], metavar="METRIC.KEY=VALUE",
+                    help="an option of one metric, repeatable (values parsed as YAML), e.g. ssim.color_space=ycbcr")
     sc.add_argument("--ocr", default="rapidocr-ppocrv4", help="OCR engine (evalkit list)")
     sc.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     sc.add_argument("--strict", action="store_true", help="a metric whose weights are missing is an error, not null")
     sc.add_argument("--allow-download", action="store_true", help="let metrics and models download their weights")
     sc.add_argument("--no-progress", action="store_true")
     sc.add_argument("--datasets", help="extra datasets.yaml (adds/overrides entries)")
-    sc.add_argument("--lr-preset", default="bicubic", help="HR-only benchmarks: degradation preset of their fixed LR")
+    sc.add_argument("--lr-preset", default=None,
+                    help="HR-only benchmarks: degradation preset of their fixed LR (default: the protocol's, else "
+                         "matlab-bicubic)")
     sc.add_argument("--lr-seed", type=int, default=0, help="HR-only benchmarks: seed of their fixed LR")
     sc.add_argument("--skip-bad", action="store_true", help="log and skip malformed annotation lines instead of failing")
     sc.set_defaults(fn=_cmd_score)
+    sub.add_parser("protocols", help="evaluation protocols: name, version, description, metrics"
+                   ).set_defaults(fn=_cmd_protocols)
     ds = sub.add_parser("datasets", help="every datasets.yaml entry and whether it is usable here")
     ds.add_argument("--datasets", help="extra datasets.yaml (adds/overrides entries)")
     ds.set_defaults(fn=_cmd_datasets)

@@ -1,6 +1,10 @@
-"""``synth export``: corpus shards -> other projects' folder layouts."""
+"""``synth export``: corpus shards -> other projects' folder layouts.
+
+A directory that is not a finished-or-partial build, or whose shards are gone, is a
+:class:`CorpusError` raised before anything is written."""
 from __future__ import annotations
 
+import itertools
 import json
 import tarfile
 from pathlib import Path
@@ -9,19 +13,30 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from models.errors import TextsrError
 from synth.shards import read_manifest
 
 LAYOUTS = ("tadisr",)
+
+
+class CorpusError(TextsrError, ValueError):
+    """A directory that is not a usable ``synth build`` output; the message names it and why."""
 
 
 def iter_samples(out: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {field: bytes}) for every sample of a build, in shard and key order, read with the
     standard library (webdataset reads the same files)."""
     out = Path(out)
+    if not out.is_dir():
+        raise CorpusError(f"{out}: {'is a file' if out.exists() else 'does not exist'}; give a synth build "
+                          "output directory (holding manifest.json and shards/)")
     manifest = read_manifest(out)
     if manifest is None:
-        raise FileNotFoundError(f"{out}: no manifest.json — not a synth build output directory")
+        raise CorpusError(f"{out}: no manifest.json — not a synth build output directory")
     for s in manifest["shards"]:
+        if not (out / s["file"]).is_file():
+            raise CorpusError(f"{out / s['file']}: listed in {out / 'manifest.json'} but missing; rebuild it "
+                              "with `synth build ... --resume`")
         with tarfile.open(out / s["file"]) as tar:
             key, fields = None, {}
             for m in tar:
@@ -44,11 +59,17 @@ def export_tadisr(out: Path, dest: Path) -> int:
     bicubic-upsampled to the HR size, OpenCV bicubic), ``mask/NNNNNNN.png`` (grey 0/255), 7-digit
     1-based names in shard order; ``index.jsonl`` maps each number to its key and texts."""
     dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise CorpusError(f"--dest {dest} is a file; give a directory")
+    samples = iter_samples(out)
+    first = next(samples, None)  # reads the manifest: a bad --out fails before anything is created
+    if first is None:
+        raise CorpusError(f"{out}: the build has no samples to export")
     for d in ("gt", "sr_bicubic", "mask"):
         (dest / d).mkdir(parents=True, exist_ok=True)
     n = 0
     with open(dest / "index.jsonl", "w", encoding="utf-8") as index:
-        for key, f in iter_samples(out):
+        for key, f in itertools.chain([first], samples):
             n += 1
             name = f"{n:07d}.png"
             hr = _decode(f["hr.png"])
@@ -65,7 +86,7 @@ def export_tadisr(out: Path, dest: Path) -> int:
 
 def export(out: Path, layout: str, dest: Path | None = None) -> tuple[Path, int]:
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown export layout {layout!r} (known: {', '.join(LAYOUTS)})")
+        raise CorpusError(f"unknown export layout {layout!r} (known: {', '.join(LAYOUTS)})")
     dest = Path(dest) if dest else Path(out) / layout
     return dest, export_tadisr(Path(out), dest)
 

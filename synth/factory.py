@@ -4,20 +4,31 @@
 ``np.random.Generator`` seeded by (recipe seed, i, attempt), and every cache it keeps holds
 verdicts that depend on the cached item alone. So the same recipe gives byte-identical samples on
 any number of workers, in any order, and a resumed build regenerates exactly what was lost.
+
+What ends an attempt decides what is counted: ``Rejected`` (an unsuitable input) and a
+``TextsrError`` raised while reading one input (a malformed label or annotation, a missing font) are
+counted with their reason and the next attempt is drawn. A configuration error (missing weights, an
+unknown name, a bad recipe value) is the same for every sample and is raised. Any other exception is
+a bug: it is counted as ``error/<Type>``, its traceback is kept in ``SampleResult.errors`` (text, so
+it crosses Ray intact) and the sample is not retried — retrying would hide the bug as a rejection.
 """
 from __future__ import annotations
 
 import copy
 import json
 import re
+import traceback
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field, fields
 
 import cv2
 import numpy as np
 
+from models.errors import TextsrError
+from models.registry import UnknownNameError
+from models.weights import WeightsMissingError
 from synth.imageio import decode_image, encode_png
-from synth.recipe import CaptionConfig, Recipe
+from synth.recipe import CaptionConfig, Recipe, RecipeError
 from synth.stages.paste import composite
 from synth.types import Rejected, TextPatch
 
@@ -33,9 +44,10 @@ def sample_key(recipe: Recipe, index: int) -> str:
 class SampleResult:
     key: str
     index: int
-    members: dict[str, bytes] | None          # None when every attempt was rejected
+    members: dict[str, bytes] | None          # None when every attempt was rejected, or on a bug
     counts: Counter = field(default_factory=Counter)   # "stage/reason" -> n, plus "kept"
     examples: dict[str, str] = field(default_factory=dict)  # "stage/reason" -> one detail line
+    errors: list[str] = field(default_factory=list)    # traceback text of an unexpected exception (a bug)
 
 
 class SampleFactory:
@@ -54,7 +66,6 @@ class SampleFactory:
         if self._ready:
             return self
         from models.ocr import create_ocr
-        from models.seg import create_segmenter
         from synth.sources.images import open_source
         from synth.sources.rendered import RenderConfig, TextRenderer
         from synth.stages.background import BackgroundStage
@@ -69,7 +80,7 @@ class SampleFactory:
             cv2.setNumThreads(self.num_threads)
         self.degrade = DegradeStage(r.degrade)
         if r.backgrounds.hr_size % r.degrade.scale:
-            raise ValueError(f"backgrounds.hr_size {r.backgrounds.hr_size} is not divisible by degrade.scale {r.degrade.scale}")
+            raise RecipeError(f"backgrounds.hr_size {r.backgrounds.hr_size} is not divisible by degrade.scale {r.degrade.scale}")
         self.ocr = create_ocr(r.ocr_engine, num_threads=self.num_threads)
         bg_sources = [(s.weight, open_source(s, catalog=self.catalog, want_labels=False)) for s in r.backgrounds.sources]
         self.background = BackgroundStage(r.backgrounds, bg_sources, ocr=self.ocr)
@@ -84,7 +95,7 @@ class SampleFactory:
                                  for s in r.text.crops.sources]
             for _, s in self.crop_sources:
                 len(s)
-            self.segment = SegmentStage(create_segmenter(r.segmenter, engine=self.ocr),
+            self.segment = SegmentStage(_segmenter(r.segmenter, self.ocr),
                                         min_mask_fraction=r.text.crops.min_mask_fraction)
             self.ocr_filter = OCRFilterStage(r.text.crops, self.ocr)
             self.upscale = UpscaleStage(r.upscale)
@@ -201,10 +212,32 @@ class SampleFactory:
                 return res
             except Rejected as r:
                 _count(res.counts, res.examples, r)
-            except Exception as e:  # noqa: BLE001 — one bad input must not end a long build
+            except _CONFIG_ERRORS:
+                raise  # the same for every sample: the build stops with the one-line message
+            except TextsrError as e:  # one bad input file (label, annotation, font): counted, next attempt
+                _count(res.counts, res.examples, Rejected("input", type(e).__name__, f"{key}: {e}"))
+            except Exception as e:  # noqa: BLE001 — a bug: recorded whole, never retried as a rejection
                 _count(res.counts, res.examples, Rejected("error", type(e).__name__, f"{key}: {e}"))
+                res.errors.append(f"sample {key}, attempt {attempt}:\n{traceback.format_exc()}")
+                return res
         res.counts["sample/failed-all-attempts"] += 1
         return res
+
+
+# TextsrErrors that do not depend on the sample: retrying them would turn a configuration mistake
+# into a corpus silently built without the part that needs it (e.g. crops without their upscaler)
+_CONFIG_ERRORS = (WeightsMissingError, UnknownNameError, RecipeError)
+
+
+def _segmenter(name: str, ocr):
+    """The recipe's segmenter. The PP-OCR-based one shares this worker's OCR engine; model-based
+    ones (hi-sam, sam-ts) take no engine and would fail with a TypeError if handed one."""
+    import inspect
+
+    from models.seg import SEGMENTERS, create_segmenter
+
+    accepts = inspect.signature(SEGMENTERS.get(name)).parameters
+    return create_segmenter(name, engine=ocr) if "engine" in accepts else create_segmenter(name)
 
 
 def _captioner(cfg: CaptionConfig):
@@ -240,11 +273,11 @@ def check_recipe(recipe: Recipe, catalog=None) -> None:
     SR_MODELS.target(recipe.upscale.model)
     DegradeStage(recipe.degrade)
     if recipe.backgrounds.hr_size % recipe.degrade.scale:
-        raise ValueError(f"backgrounds.hr_size {recipe.backgrounds.hr_size} is not divisible by "
+        raise RecipeError(f"backgrounds.hr_size {recipe.backgrounds.hr_size} is not divisible by "
                          f"degrade.scale {recipe.degrade.scale}")
     lo, hi = recipe.text.instances
     if not 1 <= lo <= hi:
-        raise ValueError(f"text.instances must be [min, max] with 1 <= min <= max, got {[lo, hi]}")
+        raise RecipeError(f"text.instances must be [min, max] with 1 <= min <= max, got {[lo, hi]}")
     for s in recipe.backgrounds.sources:
         len(open_source(s, catalog=catalog, want_labels=False))
     if recipe.glyph is not None:
@@ -252,10 +285,10 @@ def check_recipe(recipe: Recipe, catalog=None) -> None:
 
         CAPTIONERS.target(recipe.glyph.caption.model)
         if recipe.glyph.caption.fallback not in ("metadata", "error"):
-            raise ValueError(f"glyph.caption.fallback must be 'metadata' or 'error', got {recipe.glyph.caption.fallback!r}")
+            raise RecipeError(f"glyph.caption.fallback must be 'metadata' or 'error', got {recipe.glyph.caption.fallback!r}")
         for s in recipe.glyph.extra_scales:
             if s not in (2, 4, 8) or recipe.backgrounds.hr_size % s:
-                raise ValueError(f"glyph.extra_scales: {s} must be 2, 4 or 8 and divide backgrounds.hr_size "
+                raise RecipeError(f"glyph.extra_scales: {s} must be 2, 4 or 8 and divide backgrounds.hr_size "
                                  f"{recipe.backgrounds.hr_size}")
     if recipe.text.rendered_prob < 1.0:
         SEGMENTERS.target(recipe.segmenter)

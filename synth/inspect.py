@@ -7,24 +7,57 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from synth.export import _decode, iter_samples, read_sample_images
+from synth.export import CorpusError, _decode, iter_samples, read_sample_images
 from synth.shards import read_manifest
 
 
 def summary_lines(out: Path) -> list[str]:
-    m = read_manifest(Path(out))
+    """Human-readable counts of a build; raises CorpusError when ``out`` is not one."""
+    out = Path(out)
+    if not out.is_dir():
+        raise CorpusError(f"{out}: {'is a file' if out.exists() else 'does not exist'}; give a synth build "
+                          "output directory (holding manifest.json and shards/)")
+    m = read_manifest(out)
     if m is None:
-        raise FileNotFoundError(f"{out}: no manifest.json — not a synth build output directory")
+        raise CorpusError(f"{out}: no manifest.json — not a synth build output directory")
     c = m["counts"]
     lines = [f"recipe {m['recipe']['name']} (hash {m['recipe_hash']}), seed {m['recipe']['seed']}, "
-             f"{'complete' if m['complete'] else 'INCOMPLETE (resume with --resume)'}",
+             f"{'complete' if m['complete'] else 'INCOMPLETE'}",
              f"samples: {c['kept']} kept of {c['requested']} requested, {c['failed']} failed; "
              f"{len(m['shards'])}/{m['num_shards']} shards"]
+    if not m["complete"]:
+        lines.append("  " + (missing_summary(m) or "the build stopped before it finished; continue with --resume"))
+        if m.get("error"):
+            e = m["error"]
+            lines.append(f"  stopped by an unexpected error (a bug) in {e['key']}: "
+                         f"{e['traceback'].rstrip().splitlines()[-1]}")
     for stage, reasons in c["rejected"].items():
         lines.append(f"  rejected at {stage}: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
     for k, v in list(m.get("examples", {}).items())[:12]:
         lines.append(f"  e.g. {k}: {v}")
     return lines
+
+
+def missing_summary(manifest: dict) -> str:
+    """One line: how many requested samples a build manifest lacks and why ("" when none)."""
+    c = manifest["counts"]
+    missing = c["requested"] - c["kept"]
+    if missing <= 0:
+        return ""
+    why = []
+    errors = c["rejected"].get("error", {})
+    n_err = sum(errors.values())  # a bug ends its sample: one per key
+    if n_err:
+        why.append(f"{n_err} lost to unexpected errors ({', '.join(sorted(errors))}: a bug, traceback in the "
+                   "build's log; once fixed, --resume rebuilds their shards)")
+    if c["failed"] > n_err:
+        why.append(f"{c['failed'] - n_err} rejected at every attempt (failed_keys in the manifest; the same "
+                   "recipe gives the same result — raise max_attempts or change the sources)")
+    unbuilt = missing - c["failed"]
+    if unbuilt > 0:
+        why.append(f"{unbuilt} not built yet ({len(manifest['shards'])}/{manifest['num_shards']} shards; "
+                   "continue with --resume)")
+    return f"{missing} of {c['requested']} requested samples are missing: " + "; ".join(why)
 
 
 def contact_sheet(out: Path, png: Path, n: int = 8, tile: int = 256) -> Path:
@@ -58,7 +91,7 @@ def contact_sheet(out: Path, png: Path, n: int = 8, tile: int = 256) -> Path:
         gap = np.full((tile, 4, 3), 255, np.uint8)
         rows.append(np.concatenate([x for img, _ in panels for x in (img, gap)][:-1], axis=1))
     if not rows:
-        raise ValueError(f"{out}: the build has no samples to show")
+        raise CorpusError(f"{out}: the build has no samples to show")
     sep = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
     sheet = np.concatenate([x for r in rows for x in (r, sep)][:-1], axis=0)
     png = Path(png)

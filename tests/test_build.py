@@ -249,3 +249,21 @@ def test_crops_with_ground_truth_masks_skip_segmentation(sources, tmp_path):
     kinds = {t["source"]["id"].split(":")[0] for t in texts}
     assert kinds <= {str(bts), str(ts)} and len(kinds) == 2
     assert all(t["text"].upper() in {"HARBOUR", "BAKERY", "TICKETS"} for t in texts)
+
+
+def test_a_build_that_cannot_start_writes_nothing(sources, tmp_path, isolated_weights):
+    """Worker set-up fails (the hi-sam segmenter's weights are not here): the error is the
+    project's own, and --out is left untouched, so the next run is not blocked by a manifest."""
+    from models.weights import WeightsMissingError
+    from pipelines.ray_executor import RayExecutor
+
+    recipe = _recipe(sources, segmenter="hi-sam")
+    out = tmp_path / "never"
+    with pytest.raises(WeightsMissingError, match="hi_sam"):
+        build(recipe, out, 2, executor=LocalExecutor(recipe), progress=False)
+    assert not out.exists()
+    with pytest.raises(BuildError, match="--workers must be at least 1, got 0"):
+        RayExecutor(recipe, workers=0)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BuildError, match="is a file"):
+        build(recipe, tmp_path / "file", 2, executor=LocalExecutor(recipe), progress=False)
