@@ -13,6 +13,7 @@ import os
 import tarfile
 from pathlib import Path
 
+from models.errors import TextsrError
 from models.files import sha256_file
 
 SHARD_PATTERN = "{name}-{index:06d}.tar"
@@ -70,6 +71,10 @@ class AtomicShardWriter:
             self.abort()
 
 
+class ManifestError(TextsrError, ValueError):
+    """A build's manifest.json that cannot be read; names the file."""
+
+
 def read_manifest(out: Path) -> dict | None:
     p = Path(out) / "manifest.json"
     if not p.is_file():
@@ -77,4 +82,4 @@ def read_manifest(out: Path) -> dict | None:
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: corrupt manifest ({e}); delete the output dir or fix the file") from None
+        raise ManifestError(f"{p}: corrupt manifest ({e}); delete the output dir or fix the file") from None

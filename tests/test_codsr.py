@@ -306,7 +306,7 @@ def test_evalkit_scores_codsr_tiny_on_folder_pairs(tmp_path):
     assert sorted(p.name for p in (out / "sr").iterdir()) == ["img0.png", "img1.png"]
     assert cv2.imread(str(out / "sr" / "img0.png")).shape == (64, 96, 3)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["model"] == "codsr-tiny" and summary["images"] == 2 and summary["errors"] == 0
+    assert summary["model"] == "codsr-tiny" and summary["images"] == 2 and summary["skipped"] == 0
     recs = [json.loads(ln) for ln in (out / "per_image.jsonl").read_text().splitlines()]
     assert len(recs) == 2 and all(np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 for r in recs)
 
@@ -332,7 +332,7 @@ def test_evalkit_scores_codsr_tiny_on_a_synth_corpus_with_model_options(tmp_path
                            "--model-opt", f"timestep={t}", "--model-opt", "color_fix=wavelet"])
         assert rc == 0
         s = json.loads((out / "summary.json").read_text())
-        assert s["images"] == 2 and s["errors"] == 0 and s["options"]["model_options"] == {
+        assert s["images"] == 2 and s["skipped"] == 0 and s["options"]["model_options"] == {
             "timestep": t, "color_fix": "wavelet"}
         assert 0.0 <= s["metrics"]["ocr_a"] <= 1.0
         runs[t] = s["metrics"]["psnr"]

@@ -237,19 +237,25 @@ def test_ftsr_split_subfolder_and_bad_inputs(tmp_path):
     assert "gt/0000002.png: no mask/0000002.png" in ft.skipped[1]
 
 
-def test_ftsr_reads_synth_export_output(tmp_path, monkeypatch):
-    """`synth export --layout tadisr` output, written by the project's own exporter, reads back."""
+def test_ftsr_reads_synth_export_output(tmp_path):
+    """`synth export --layout tadisr` output, written by the project's own exporter from a shard
+    written by the project's shard writer, reads back."""
     from synth import export as ex
+    from synth.shards import AtomicShardWriter, shard_path
+    from models.files import write_json_atomic
 
-    src = []
+    corpus = tmp_path / "corpus"
+    writer = AtomicShardWriter(shard_path(corpus, "ftsr", 0))
     for i in range(2):
         hr = crop(64, 64, 60 * i, 80)
         mask = np.zeros((64, 64), np.uint8)
         mask[5:20, 5:50] = 255
-        src.append((f"ftsr-{i:09d}", {"hr.png": png_bytes(hr), "lr.png": png_bytes(down(hr, 4)),
+        writer.write(f"ftsr-{i:09d}", {"hr.png": png_bytes(hr), "lr.png": png_bytes(down(hr, 4)),
                                        "mask.png": png_bytes(mask),
-                                       "json": json.dumps({"texts": [{"text": f"W{i}"}]}).encode()}))
-    monkeypatch.setattr(ex, "iter_samples", lambda out: iter(src))  # the shards themselves are tested elsewhere
+                                       "json": json.dumps({"texts": [{"text": f"W{i}"}]}).encode()})
+    count, digest = writer.close()
+    write_json_atomic(corpus / "manifest.json", {"shards": [{"index": 0, "file": "shards/ftsr-000000.tar",
+                                                             "count": count, "sha256": digest}]})
     dest, n = ex.export(tmp_path / "corpus", "tadisr", tmp_path / "tadisr")
     ft = FTSRTadisr(entry(dest, "ftsr-tadisr", lr_from_bicubic=True))
     assert n == 2 and ft.keys() == ["0000001", "0000002"]
