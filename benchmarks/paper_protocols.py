@@ -25,31 +25,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from evalkit.benches import read_rgb  # noqa: E402  (cv2, BGR -> RGB: as test_metrics.py reads)
+from evalkit.published import read_metrics_log  # noqa: E402
+
 OFFLINE = ("psnr", "ssim", "niqe")
 LOGGED = {"psnr": "PSNR", "ssim": "SSIM", "niqe": "NIQE"}
 OCR_METRICS = {"ocr_a", "ocr_f1", "char_hallucination", "text_psnr", "text_ssim"}
-
-
-def parse_log(path: Path) -> dict[str, dict[str, float]]:
-    """``{image file name: {"PSNR": …, "SSIM": …}}`` from an OSEDiff ``test_metrics.py`` log."""
-    out = {}
-    for line in path.read_text().splitlines():
-        m = re.search(r"results_osediff/(\S+) \| (.*?) \| Runtime", line)
-        if m:
-            out[m.group(1)] = {k: float(v) for k, v in (kv.split(": ") for kv in m.group(2).split("; "))}
-    return out
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # as test_metrics.py
-    if img is None:
-        raise SystemExit(f"cannot read {path}")
-    return np.ascontiguousarray(img[:, :, ::-1])
 
 
 def why_null(name: str, kwargs: dict) -> str:
@@ -74,7 +59,7 @@ def score_osediff_sets(paper: Path) -> tuple[list[tuple], dict[str, dict[str, st
     sets = {}
     for s in ("realsr", "drealsr"):
         (log,) = (paper / "osediff" / s).glob("test_METRICS_*.log")
-        logged = parse_log(log)
+        logged = read_metrics_log(log)
         names = sorted(p.name for p in (paper / "osediff" / s / "results_osediff").glob("*.png"))
         sets[s] = [(n, read_rgb(paper / "osediff" / s / "results_osediff" / n),
                     read_rgb(paper / "osediff" / s / "test_HR" / n), logged[n]) for n in names]

@@ -76,3 +76,20 @@ def background_folder_with_bad_inputs(bg: Path) -> Path:
     write_png(bg / "transparent.png", np.dstack([skimage.data.coffee()[:300, :300], np.full((300, 300), 128, np.uint8)]))
     (bg / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     return bg
+
+
+def text_corpus(out: Path, num: int, font_size_px=(26, 40), preset: str = "cv2-bicubic") -> Path:
+    """A small real synth corpus in ``out``: 256² HR photos with 2–3 large, straight, English rendered
+    words (GT polygons, OCR-readable on HR), ×4 LR made by ``preset``, 4 samples per shard."""
+    from models.datasets import load_catalog
+    from pipelines.build import build
+    from pipelines.executors import LocalExecutor
+    from synth.recipe import load_recipe
+
+    lo, hi = font_size_px
+    recipe = load_recipe("ftsr", ["backgrounds.hr_size=256", "text.rendered_prob=1.0", "text.instances=[2, 3]",
+                                  "text.rendered.languages={en: 1.0}", f"text.rendered.font_size_px=[{lo}, {hi}]",
+                                  "text.rendered.rotation_deg=[0, 0]", "text.rendered.curvature=[0, 0]",
+                                  f"degrade.preset={preset}", "samples_per_shard=4"])
+    build(recipe, out, num, executor=LocalExecutor(recipe, catalog=load_catalog()), progress=False)
+    return out

@@ -10,10 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from models.datasets import load_catalog
-from pipelines.build import build
-from pipelines.executors import LocalExecutor
-from synth.recipe import load_recipe
+from helpers import text_corpus
 
 METRICS = "psnr,ssim,niqe,ocr_a,ocr_f1,text_psnr,char_hallucination"
 
@@ -21,13 +18,7 @@ METRICS = "psnr,ssim,niqe,ocr_a,ocr_f1,text_psnr,char_hallucination"
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """6 samples, 256² HR, ×4, bicubic LR, large clean rendered English text (OCR-readable HR)."""
-    out = tmp_path_factory.mktemp("corpus")
-    recipe = load_recipe("ftsr", ["backgrounds.hr_size=256", "text.rendered_prob=1.0", "text.instances=[2, 3]",
-                                  "text.rendered.languages={en: 1.0}", "text.rendered.font_size_px=[26, 40]",
-                                  "text.rendered.rotation_deg=[0, 0]", "text.rendered.curvature=[0, 0]",
-                                  "degrade.preset=cv2-bicubic", "samples_per_shard=4"])
-    build(recipe, out, 6, executor=LocalExecutor(recipe, catalog=load_catalog()), progress=False)
-    return out
+    return text_corpus(tmp_path_factory.mktemp("corpus"), 6)
 
 
 @pytest.fixture(autouse=True)

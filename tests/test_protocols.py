@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import cv2
@@ -19,10 +18,12 @@ import numpy as np
 import pytest
 import torch
 
+from evalkit.benches import read_rgb  # cv2, BGR -> RGB: as test_metrics.py reads
 from evalkit.metrics import fidelity as F
 from evalkit.metrics.base import MetricUnavailable
 from evalkit.metrics.registry import DEFAULT_METRICS, METRICS, create_metric
 from evalkit.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol, list_protocols
+from evalkit.published import read_metrics_log
 from evalkit.sample import EvalSample
 from models.errors import TextsrError
 from models.registry import UnknownNameError
@@ -35,29 +36,13 @@ needs_paper = pytest.mark.skipif(not PAPER.is_dir(), reason=f"{PAPER} (published
 
 # ----------------------------------------------------------------------------- the published data
 
-def parse_log(path: Path) -> dict[str, dict[str, float]]:
-    """``{image file name: {"PSNR": …, "SSIM": …, …}}`` from a ``test_metrics.py`` log."""
-    out = {}
-    for line in path.read_text().splitlines():
-        m = re.search(r"results_osediff/(\S+) \| (.*?) \| Runtime", line)
-        if m:
-            out[m.group(1)] = {k: float(v) for k, v in (kv.split(": ") for kv in m.group(2).split("; "))}
-    return out
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # as test_metrics.py: cv2, then BGR -> RGB
-    assert img is not None, path
-    return np.ascontiguousarray(img[:, :, ::-1])
-
-
 @pytest.fixture(scope="module")
 def paper():
     """``{set: [(name, sr, hr, logged values)]}`` for every image of the subset, sorted by name."""
     data = {}
     for s in SETS:
         (log,) = (PAPER / s).glob("test_METRICS_*.log")
-        logged = parse_log(log)
+        logged = read_metrics_log(log)
         names = sorted(p.name for p in (PAPER / s / "results_osediff").glob("*.png"))
         data[s] = [(n, read_rgb(PAPER / s / "results_osediff" / n), read_rgb(PAPER / s / "test_HR" / n), logged[n])
                    for n in names]

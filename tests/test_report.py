@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from helpers import text_corpus
 from evalkit.compare import bootstrap_mean, bootstrap_ratio, headline_keys, interval, load_summaries
 from evalkit.directions import DIRECTIONS, arrow, direction
 from evalkit.report import THUMB_HEIGHT, THUMB_MAX_WIDTH
@@ -34,18 +35,7 @@ def env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """3 samples, 256² HR, ×4 MATLAB-bicubic LR, clean rendered English text with GT polygons."""
-    from models.datasets import load_catalog
-    from pipelines.build import build
-    from pipelines.executors import LocalExecutor
-    from synth.recipe import load_recipe
-
-    out = tmp_path_factory.mktemp("corpus")
-    recipe = load_recipe("ftsr", ["backgrounds.hr_size=256", "text.rendered_prob=1.0", "text.instances=[2, 3]",
-                                  "text.rendered.languages={en: 1.0}", "text.rendered.font_size_px=[20, 32]",
-                                  "text.rendered.rotation_deg=[0, 0]", "text.rendered.curvature=[0, 0]",
-                                  "degrade.preset=matlab-bicubic", "samples_per_shard=4"])
-    build(recipe, out, 3, executor=LocalExecutor(recipe, catalog=load_catalog()), progress=False)
-    return out
+    return text_corpus(tmp_path_factory.mktemp("corpus"), 3, font_size_px=(20, 32), preset="matlab-bicubic")
 
 
 @pytest.fixture(scope="module")
