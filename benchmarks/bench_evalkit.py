@@ -41,7 +41,7 @@ def direct(items, srs) -> float:
     from rapidocr_onnxruntime import RapidOCR
 
     from evalkit.metrics.iqa import niqe_params_path  # the offline NIQE parameters pyiqa needs
-    from evalkit.metrics.ocr import crop_polygon
+    from evalkit.metrics.ocr_match import crop_polygon
 
     psnr = pyiqa.create_metric("psnr", test_y_channel=True, color_space="ycbcr", device="cpu")
     ssim = pyiqa.create_metric("ssim", test_y_channel=True, color_space="ycbcr", device="cpu")

@@ -209,9 +209,9 @@ def lr_factor(hr: np.ndarray | None, lr: np.ndarray | None, summary: dict) -> fl
 
 def region_crops(px: _Pixels, polygon) -> dict[str, np.ndarray]:
     """LR/SR/HR thumbnails of one region (polygon in HR px). SR and HR are cropped exactly as
-    OCR-A cropped SR for the recogniser (:func:`evalkit.metrics.ocr.crop_polygon`); LR is first
+    OCR-A cropped SR for the recogniser (:func:`evalkit.metrics.ocr_match.crop_polygon`); LR is first
     enlarged to HR size by nearest neighbour, so its pixels show as blocks."""
-    from evalkit.metrics.ocr import crop_polygon
+    from evalkit.metrics.ocr_match import crop_polygon
 
     out = {}
     for name in ("sr", "hr"):

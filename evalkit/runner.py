@@ -80,18 +80,14 @@ HR_OCR_CACHE_VERSION = 2
 
 
 def engine_identity(engine) -> dict:
-    """What an OCR engine's readings depend on: its name and its plain-data settings (detector
-    size policy, thresholds, classifier use), with model files named by their content (sha256),
-    not their path. Thread counts do not change a reading and are left out."""
+    """What an OCR engine's readings depend on: its ``settings()`` (name, batching, detector size
+    policy, thresholds) and its model files named by their content (sha256), not their path."""
     from models.files import file_digest
 
-    out: dict = {"name": engine.name}
+    out = dict(engine.settings())
     for k, v in sorted(vars(engine).items()):
-        if k.startswith("_") or k == "num_threads" or not isinstance(v, (str, int, float, bool, type(None))):
-            continue
-        if k.endswith("_path") and isinstance(v, str) and Path(v).is_file():
-            v = "sha256:" + file_digest(v)
-        out[k] = v
+        if k.endswith("_model_path") and isinstance(v, str) and Path(v).is_file():
+            out[k.removesuffix("_path") + "_sha256"] = file_digest(v)
     return out
 
 

@@ -267,7 +267,7 @@ def _page_word_crops(eng) -> tuple[list[np.ndarray], np.ndarray]:
     """Word crops cut from the lines ``eng`` reads on skimage's scanned page (split at gaps of at
     least 6 ink-free columns), degraded (x3 area down, bicubic up: 23-30 px tall, blurry), and one
     very wide crop (a whole line repeated twice side by side)."""
-    from evalkit.metrics.ocr import crop_polygon
+    from evalkit.metrics.ocr_match import crop_polygon
 
     page = rgb(skdata.page())
     lines = [crop_polygon(page, ln.polygon) for ln in eng.readtext(page)]
@@ -316,7 +316,7 @@ def test_recognize_is_batch_independent_on_real_crops(engine):
 def test_readtext_line_reading_equals_recognize_of_its_crop(engine):
     """readtext recognises each detected line alone too, so a line's reading in readtext is what
     recognize() gives for the same crop (the OCR-A reference on HR equals HR's own reading)."""
-    from evalkit.metrics.ocr import crop_polygon
+    from evalkit.metrics.ocr_match import crop_polygon
 
     img, _ = draw_words(np.full((256, 512, 3), 245, np.uint8),
                         [("Coffee Shop", 20, 20, 30), ("OPEN", 30, 90, 24),

@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from evalkit.metrics.ocr import (
-    OCRF1,
-    CharHallucination,
-    OCRAccuracy,
+from evalkit.metrics.ocr import OCRF1, CharHallucination, OCRAccuracy
+from evalkit.metrics.ocr_match import (
     char_edit_counts,
     crop_polygon,
     match_end_to_end,
