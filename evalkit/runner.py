@@ -9,7 +9,6 @@ engine under ``$TEXTSR_CACHE`` (default ``~/.cache/textsr``), so a second model 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,7 +25,6 @@ from models.files import write_json_atomic
 from models.versions import versions
 from models.errors import TextsrError
 
-log = logging.getLogger("evalkit")
 
 
 class ScoreError(TextsrError, RuntimeError):
@@ -400,7 +398,6 @@ def score(cfg: ScoreConfig) -> dict:
             raise ScoreError(f"{key}: {err} (drop --strict to skip and count such images)")
         rec.update({"skipped": err.reason, "error": err.detail})
         skipped[err.reason] = skipped.get(err.reason, 0) + 1
-        log.warning("skipped %s: %s", key, err)
         print(f"evalkit: skipped {key}: {err}", file=sys.stderr)
 
     def flush(batch):
