@@ -324,7 +324,8 @@ def test_match_end_to_end_greedy_by_iou():
 
 def test_prf1_edge_cases():
     assert prf1(0, 0, 0) == (None, None, None)
-    assert prf1(0, 3, 0) == (0.0, None, None)
+    assert prf1(0, 3, 0) == (0.0, None, 0.0)   # only false readings
+    assert prf1(0, 0, 4) == (None, 0.0, 0.0)   # text there, nothing read: the worst score, not null
     assert prf1(0, 2, 2) == (0.0, 0.0, 0.0)
     assert prf1(1, 2, 4) == pytest.approx((0.5, 0.25, 1 / 3))
 

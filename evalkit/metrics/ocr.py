@@ -311,8 +311,9 @@ class OCRF1(Metric):
     "gt": matched GT index (case-insensitive matching) or None, "ignored": bool}``.
 
     Micro-averaged: TP, #pred and #GT are summed over the dataset, then P = TP/#pred,
-    R = TP/#GT, F1 = 2PR/(P+R) — not the mean of per-image F1. Values are None when undefined
-    (no predictions / no GT); the counts are always reported.
+    R = TP/#GT, F1 = 2TP/(#pred+#GT) (= 2PR/(P+R)) — not the mean of per-image F1. P is None without
+    predictions, R without GT; F1 is 0 when one side is empty (nothing read where there is text) and
+    None only when both are; the counts are always reported.
 
     Granularity caveat: PP-OCR detects *lines* while word-level GT (SVT, CUTE80, IC15 …) has one
     box per word, so a correctly read multi-word line matches no word box (IoU < 0.5, text
@@ -349,7 +350,8 @@ class OCRF1(Metric):
                          "ignored before matching (not in #pred): ICDAR 2015 end-to-end script "
                          "(E2E_iou_1_1.py AREA_PRECISION_CONSTRAINT)",
             "averaging": "micro: TP, #pred, #GT summed over the dataset; P=TP/#pred, R=TP/#GT, "
-                         "F1=2PR/(P+R); None when undefined",
+                         "F1=2TP/(#pred+#GT) (=2PR/(P+R); 0 when only one side is empty); P/R None "
+                         "when their denominator is 0",
             "granularity": "OCR lines are line-level; word-level GT boxes do not match lines",
         }
 

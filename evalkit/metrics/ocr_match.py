@@ -215,13 +215,14 @@ def match_end_to_end(pred_polygons: Sequence[object], pred_texts: Sequence[str],
 
 
 def prf1(tp: int, n_pred: int, n_gt: int) -> tuple[float | None, float | None, float | None]:
-    """Precision ``tp/n_pred``, recall ``tp/n_gt``, F1 ``2PR/(P+R)``. P is None without
-    predictions, R None without GT, F1 None when either is; F1 is 0.0 when P = R = 0."""
+    """Precision ``tp/n_pred`` (None without predictions), recall ``tp/n_gt`` (None without GT) and
+    F1 ``2·tp/(n_pred + n_gt)`` — which is ``2PR/(P+R)`` where both are defined and 0.0 when only one
+    side is empty (text there but nothing read, or only false readings): a method that reads nothing
+    must score 0, not "unavailable". F1 is None only when there is neither a prediction nor a GT."""
     p = tp / n_pred if n_pred else None
     r = tp / n_gt if n_gt else None
-    if p is None or r is None:
-        return p, r, None
-    return p, r, (2 * p * r / (p + r) if p + r > 0 else 0.0)
+    f = 2 * tp / (n_pred + n_gt) if n_pred + n_gt else None
+    return p, r, f
 
 
 # -- character edits -------------------------------------------------------------------------------
