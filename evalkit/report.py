@@ -237,13 +237,20 @@ def _md_code(s: str) -> str:
     return f"`` {s} ``" if s else "(empty)"
 
 
+def protocol_text(summary: dict) -> str:
+    """``"protocol osediff v1"`` (runs made before protocols existed: ``"protocol basicsr"``)."""
+    pr = summary.get("protocol") or {"name": "basicsr"}
+    return f"protocol {pr['name']}" + (f" v{pr['version']}" if pr.get("version") else "")
+
+
 def markdown(summary: dict, recs: list[dict] | None = None, worst: int = 8) -> str:
     """The report as Markdown; ``recs`` are the per-image lines (None: values and settings only)."""
     recs = recs or []
     skipped = [r for r in recs if "error" in r]
     head, details = _value_rows(summary)
     lines = [f"# evalkit score: {summary['model']} on {summary['bench']}", "",
-             f"{summary['images']} images, {scale_text(summary)}, OCR engine {summary.get('ocr_engine')}, "
+             f"{summary['images']} images, {scale_text(summary)}, {protocol_text(summary)}, "
+             f"OCR engine {summary.get('ocr_engine')}, "
              f"{summary.get('seconds')} s" + (f", {len(skipped)} skipped" if skipped else ""),
              "", "## Headline", "", "| metric | value | better | note |", "|---|---|---|---|"]
     lines += [f"| {k} | {v} | {a} | {_md_cell(n)} |" for k, v, a, n in head]
@@ -356,7 +363,8 @@ def html_report(out: Path, summary: dict, recs: list[dict] | None = None,
     title = f"{summary['model']} on {summary['bench']}"
     p = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
          f"<style>{_CSS}</style></head><body>", f"<h1>{_e(title)}</h1>",
-         f"<p class='run'>{_e(summary['images'])} images, {_e(scale_text(summary))}, OCR engine "
+         f"<p class='run'>{_e(summary['images'])} images, {_e(scale_text(summary))}, "
+         f"{_e(protocol_text(summary))}, OCR engine "
          f"{_e(summary.get('ocr_engine'))}, {_e(summary.get('seconds'))} s"
          + (f", <a href='#skipped'>{len(skipped)} skipped</a>" if skipped else "") + "</p>",
          "<h2>Headline</h2>",
