@@ -295,3 +295,36 @@ def test_every_protocol_metric_builds_or_says_why(name, ocr_engine, isolated_wei
 def test_unknown_convention_is_a_clear_error():
     with pytest.raises(TextsrError, match=r"unknown convention 'pyqa'; did you mean 'pyiqa'"):
         create_metric("ssim", convention="pyqa")
+
+
+@needs_paper
+def test_evalkit_score_with_the_osediff_protocol_reproduces_the_logged_values(tmp_path):
+    """End to end through the CLI: OSEDiff's own outputs scored as a folder with --protocol osediff
+    give the per-image PSNR/SSIM its test_metrics.py logged, and the run records the protocol."""
+    import os
+    import subprocess
+    import sys
+
+    src = PAPER / "realsr"
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-c", "from pipelines.cli import main_evalkit; main_evalkit()", "score",
+                        "--protocol", "osediff", "--metrics", "psnr,ssim", "--sr-dir", str(src / "results_osediff"),
+                        "--hr-dir", str(src / "test_HR"), "--limit", "5", "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "TEXTSR_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr
+    (log,) = src.glob("test_METRICS_*.log")
+    logged = read_metrics_log(log)
+    recs = [json.loads(ln) for ln in (out / "per_image.jsonl").read_text().splitlines()]
+    assert len(recs) == 5
+    for rec in recs:
+        want = logged[f"{rec['key']}.png"]
+        assert abs(rec["psnr"] - want["PSNR"]) <= 1e-5 and abs(rec["ssim"] - want["SSIM"]) <= 1.5e-6, rec["key"]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["protocol"]["name"] == "osediff" and s["protocol"]["version"] == get_protocol("osediff").version
+    assert s["settings"]["ssim"]["convention"] == "pyiqa" and s["images"] == 5
+    r = subprocess.run([sys.executable, "-c", "from pipelines.cli import main_evalkit; main_evalkit()", "score",
+                        "--protocol", "osediff", "--metrics", "ocr_a", "--sr-dir", str(src / "results_osediff"),
+                        "--hr-dir", str(src / "test_HR"), "--out", str(tmp_path / "other")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "not part of protocol 'osediff'" in r.stderr, r.stderr
