@@ -21,7 +21,6 @@ from models.files import IMAGE_EXTS, is_image_file
 from models.errors import TextsrError
 
 
-
 class BenchError(TextsrError, ValueError):
     """A benchmark that cannot be read; names the path and the problem."""
 

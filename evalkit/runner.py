@@ -26,7 +26,6 @@ from models.versions import versions
 from models.errors import TextsrError
 
 
-
 class ScoreError(TextsrError, RuntimeError):
     """A run that cannot start; the message says why and what to do."""
 

@@ -98,8 +98,6 @@ def fetch_command(wf: WeightsFile) -> str:
     return f"(no public download; place the file at {dest / wf.filename})"
 
 
-
-
 def _verify(path: Path, wf: WeightsFile) -> Path:
     if wf.sha256 and sha256_file(path) != wf.sha256:
         raise WeightsChecksumError(

@@ -71,6 +71,7 @@ def needs():
 
     return {"codsr": (SD21_BASE, CODSR_PKL) + TAGGER_FILES}
 
+
 # the official thresholds of GraygradToWeight_Patchwise_Sobel
 PATCH, G_LOW, G_HIGH, W_LOW, SLOPE = 16, 0.15, 0.25, 0.3, 7.0
 

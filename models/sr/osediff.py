@@ -27,6 +27,8 @@ from models.weights import WeightsFile
 OSEDIFF_PKL = WeightsFile("osediff.pkl", url="https://github.com/cswry/OSEDiff/raw/main/preset/models/osediff.pkl")
 UNET_ADAPTERS = ("default_encoder", "default_decoder", "default_others")
 VAE_ADAPTER = "default_encoder"
+
+
 def needs():
     """Every file/folder the full model needs: the base, the checkpoint, the default DAPE prompt's tagger."""
     from models.sr.diffusion.components import SD21_BASE

@@ -27,6 +27,8 @@ from models.weights import WeightsFile
 
 PISA_PKL = WeightsFile("pisa_sr.pkl", homepage="https://drive.google.com/drive/folders/1oLetijWNd59xwJE5oU-eXylQBifxWdss "
                                                "(PiSA-SR README)")
+
+
 def needs():
     """Every file/folder the full model needs: the base and the checkpoint."""
     from models.sr.diffusion.components import SD21_BASE
