@@ -32,8 +32,11 @@ DIRECTIONS: dict[str, str | None] = {
     "char_hallucination": LOWER, "char_loss_rate": LOWER, "char_insertion_rate": LOWER,
     "char_substitutions": None, "char_deletions": None, "char_insertions": None,
     "char_ref_chars": None, "char_regions": None, "char_images": None, "char_skipped": None,
+    # predicted text masks (evalkit/metrics/mask.py)
+    "mask_iou": HIGHER, "mask_iou_image_mean": HIGHER, "mask_f1": HIGHER, "mask_f1_image_mean": HIGHER,
+    "mask_precision": HIGHER, "mask_recall": HIGHER, "mask_images": None,
     # run tallies
-    "images": None, "errors": None, "skipped": None,
+    "images": None, "skipped": None,
 }
 
 

@@ -58,6 +58,7 @@ class ScoreConfig:
     model_options: dict = field(default_factory=dict)  # passed to create_sr (timestep, prompt, base, tile…)
     protocol: str | None = None        # evalkit.protocols name; None: "basicsr" (today's defaults)
     metric_options: dict = field(default_factory=dict)  # {metric: {key: value}} from --metric-opt METRIC.KEY=VALUE
+    mask_dir: str | None = None        # predicted text masks made elsewhere (gray PNG, by key), with --sr-dir
 
 
 # -- OCR lines <-> JSON ------------------------------------------------------------------------
@@ -205,9 +206,13 @@ def _build_model(cfg: ScoreConfig, bench: Bench):
         raise ScoreError(f"--model {cfg.model}: {e}") from None
 
 
-def _metric_kwargs(cfg: ScoreConfig, protocol) -> dict[str, dict]:
+MASK_METRICS = ("mask_iou", "mask_f1")
+
+
+def _metric_kwargs(cfg: ScoreConfig, protocol, masks: bool = False) -> dict[str, dict]:
     """Metric name -> keyword arguments: the protocol's, narrowed by ``--metrics`` and overridden by
-    ``--metric-opt``. A protocol other than ``basicsr`` only runs its own metrics."""
+    ``--metric-opt``. A protocol other than ``basicsr`` only runs its own metrics, plus the mask
+    metrics when there are predicted text masks (``masks``) and ``--metrics`` is not given."""
     from evalkit.metrics.registry import list_metrics
 
     names = cfg.metrics or list(protocol.metrics)
@@ -220,10 +225,12 @@ def _metric_kwargs(cfg: ScoreConfig, protocol) -> dict[str, dict]:
             close = difflib.get_close_matches(name, sorted(known), n=1)
             raise ScoreError(f"--metrics: unknown metric {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                              + f" (known: {', '.join(sorted(known))})")
-        if name not in protocol.metrics and protocol.name != "basicsr":
+        if name not in protocol.metrics and protocol.name != "basicsr" and name not in MASK_METRICS:
             raise ScoreError(f"--metrics: {name!r} is not part of protocol {protocol.name!r} "
                              f"(its metrics: {', '.join(protocol.metrics)}); drop --protocol to score it")
         out[name] = dict(protocol.metrics.get(name, {}))
+    if masks and not cfg.metrics:  # the model predicts text masks (or --mask-dir has them): score them too
+        out.update({name: {} for name in MASK_METRICS if name not in out})
     for name, opts in cfg.metric_options.items():
         if name not in out:
             raise ScoreError(f"--metric-opt {name}.…: {name!r} is not among this run's metrics ({', '.join(out)})")
@@ -231,12 +238,12 @@ def _metric_kwargs(cfg: ScoreConfig, protocol) -> dict[str, dict]:
     return out
 
 
-def _build_metrics(cfg: ScoreConfig, engine, protocol):
+def _build_metrics(cfg: ScoreConfig, engine, protocol, masks: bool = False):
     from evalkit.metrics.registry import create_metric
 
     crop = protocol.crop_border if cfg.crop_border is None else cfg.crop_border
     metrics, unavailable = {}, {}
-    for name, kw in _metric_kwargs(cfg, protocol).items():
+    for name, kw in _metric_kwargs(cfg, protocol, masks).items():
         try:
             metrics[name] = create_metric(name, **{"ocr": engine, "crop_border": crop, "device": cfg.device or "cpu",
                                                    "allow_download": cfg.allow_download, **kw})
@@ -273,6 +280,7 @@ def run_identity(cfg: ScoreConfig, bench: Bench, model, metrics: dict, unavailab
         "weights": getattr(model, "weights_info", None) if model is not None else None,
         "bench": {"name": bench.name, "info": bench.info, "content": bench.ident},
         "sr_dir": folder(cfg.sr_dir), "hr_dir": folder(cfg.hr_dir), "lr_dir": folder(cfg.lr_dir),
+        "mask_dir": folder(cfg.mask_dir),
         "scale": cfg.scale or bench.scale or (model.scale if model is not None else None),
         "protocol": protocol.to_dict(),
         "metrics": {name: settings(m) for name, m in metrics.items()},
@@ -317,6 +325,35 @@ def _sr_files(cfg: ScoreConfig) -> dict[str, Path] | None:
         raise ScoreError(str(e)) from None
 
 
+def _mask_files(cfg: ScoreConfig) -> dict[str, Path] | None:
+    from evalkit.benches import images_by_stem
+
+    if not cfg.mask_dir:
+        return None
+    if not cfg.sr_dir:
+        raise ScoreError("--mask-dir holds text masks made elsewhere, beside --sr-dir's outputs; a model run "
+                         "writes its own masks when it predicts them")
+    try:
+        return images_by_stem(Path(cfg.mask_dir), "--mask-dir")
+    except BenchError as e:
+        raise ScoreError(str(e)) from None
+
+
+def _read_mask(it, mask_files: dict, size: tuple[int, int]) -> tuple[np.ndarray | None, str | None]:
+    """The predicted text mask of an item from ``--mask-dir`` (gray, 0..255 -> [0, 1]), paired like
+    its SR; None (the mask metrics count the image as without prediction) when it is missing,
+    unreadable or of another size, with a warning for the last two."""
+    path = mask_files.get(it.key) or (mask_files.get(Path(it.hr_path).stem) if it.hr_path else None)
+    if path is None:
+        return None, None
+    m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if m is None or m.shape != tuple(size):
+        why = "cannot be read as an image" if m is None else f"is {m.shape[1]}x{m.shape[0]}, SR is {size[1]}x{size[0]}"
+        print(f"evalkit: warning: mask {path} {why}; {it.key} has no predicted mask", file=sys.stderr)
+        return None, str(path)
+    return m.astype(np.float32) / 255.0, str(path)
+
+
 def _read_sr(it, sr_files: dict | None) -> tuple[np.ndarray, Path]:
     """The SR output of a bench item: its folder pair, or (``--bench`` with ``--sr-dir``) the
     ``--sr-dir`` image named like the item's key, else like its HR file."""
@@ -351,10 +388,12 @@ def score(cfg: ScoreConfig) -> dict:
     model = _build_model(cfg, bench) if cfg.model else None
     if model is None and bench.items and not cfg.sr_dir:
         raise ScoreError("no SR to score: give --model, or --sr-dir with the outputs")
+    mask_files = _mask_files(cfg)
+    model_masks = model is not None and "text_mask" in model.aux_outputs
     from models.ocr import create_ocr
 
     engine = create_ocr(cfg.ocr_engine)
-    metrics, unavailable = _build_metrics(cfg, engine, protocol)
+    metrics, unavailable = _build_metrics(cfg, engine, protocol, masks=model_masks or mask_files is not None)
     need = set().union(*(m.needs for m in metrics.values())) if metrics else set()
     hr_cache = HROCRCache(engine) if "ocr_hr" in need else None
     identity = run_identity(cfg, bench, model, metrics, unavailable, protocol, engine)
@@ -403,19 +442,30 @@ def score(cfg: ScoreConfig) -> dict:
         nonlocal n_done
         # bench items that could not be read arrive with an error; the model sees only the readable LR
         runnable = [it for it in batch if not it.error]
-        model_out = dict(zip((it.key for it in runnable),
-                             model.upscale_images([it.lr for it in runnable]))) if model is not None and runnable else {}
+        model_out = {}  # key -> (SR, auxiliary maps)
+        if model is not None and runnable:
+            lrs = [it.lr for it in runnable]
+            res = model.upscale_images_aux(lrs) if model_masks else [(sr, {}) for sr in model.upscale_images(lrs)]
+            model_out = {it.key: r for it, r in zip(runnable, res)}
         with open(per_image, "a", encoding="utf-8") as f:
             for it in batch:
                 rec = {"key": it.key}
                 try:
                     if it.error:
                         raise _Skip(it.error_reason or "unreadable", it.error)
+                    pred_mask = None
                     if model is not None:
-                        sr, sr_path = model_out[it.key], out / "sr" / f"{it.key}.png"
+                        (sr, aux), sr_path = model_out[it.key], out / "sr" / f"{it.key}.png"
                         cv2.imwrite(str(sr_path), sr[:, :, ::-1])
+                        if "text_mask" in aux:
+                            pred_mask = aux["text_mask"]
+                            (out / "mask").mkdir(exist_ok=True)
+                            rec["mask_path"] = str(out / "mask" / f"{it.key}.png")
+                            cv2.imwrite(rec["mask_path"], np.round(pred_mask * 255).astype(np.uint8))
                     else:
                         sr, sr_path = _read_sr(it, sr_files)
+                        if mask_files is not None:
+                            pred_mask, rec["mask_path"] = _read_mask(it, mask_files, sr.shape[:2])
                     rec["sr_path"] = str(sr_path)
                     if it.hr_path:
                         rec["hr_path"] = str(it.hr_path)
@@ -432,7 +482,7 @@ def score(cfg: ScoreConfig) -> dict:
                         cv2.imwrite(str(it.hr_path), it.hr[:, :, ::-1])
                         rec["hr_path"] = str(it.hr_path)
                     sample = EvalSample(key=it.key, sr=sr, hr=it.hr, lr=it.lr, mask=it.mask, texts=it.texts,
-                                        extra={"sr_path": str(sr_path),
+                                        pred_mask=pred_mask, extra={"sr_path": str(sr_path),
                                                "hr_path": str(it.hr_path) if it.hr_path else None})
                     # HR OCR is the reference of OCR metrics only where the benchmark has no annotations
                     if hr_cache is not None and it.hr is not None and it.texts is None:
@@ -474,6 +524,9 @@ def score(cfg: ScoreConfig) -> dict:
     values: dict = {}
     for name, m in metrics.items():
         values.update(m.compute())
+        why = getattr(m, "why_null", lambda: None)()
+        if why:  # e.g. a text-mask metric on a benchmark without masks
+            unavailable[name] = why
     for name, reason in unavailable.items():
         values[name] = None
     summary = {

@@ -26,6 +26,8 @@ class EvalSample:
     ocr_hr: OCR lines (``models.ocr.OCRLine``) read on HR — cached per benchmark by the runner.
     ocr_sr: OCR lines read on SR (detection + recognition), computed once per image by the runner
             and shared by every metric that needs them.
+    pred_mask: HxW float32 in [0, 1], the text mask the SR model predicted (``aux_outputs``
+            ``text_mask``, e.g. TADiSR) or one read from ``--mask-dir``; None otherwise.
     """
 
     key: str
@@ -36,4 +38,5 @@ class EvalSample:
     texts: list[TextInstance] | None = None
     ocr_hr: list | None = None
     ocr_sr: list | None = None
+    pred_mask: np.ndarray | None = None
     extra: dict = field(default_factory=dict)

@@ -304,7 +304,7 @@ def _cmd_weights(a) -> int:
 def _cmd_score(a) -> int:
     from evalkit.runner import ScoreConfig, score
 
-    cfg = ScoreConfig(out=a.out, model=a.model, weights=a.weights, bench=a.bench, sr_dir=a.sr_dir,
+    cfg = ScoreConfig(out=a.out, model=a.model, weights=a.weights, bench=a.bench, sr_dir=a.sr_dir, mask_dir=a.mask_dir,
                       hr_dir=a.hr_dir, lr_dir=a.lr_dir, scale=a.scale,
                       metrics=[m for m in (a.metrics or "").split(",") if m], limit=a.limit, device=a.device,
                       batch_size=a.batch_size, crop_border=a.crop_border, resume=a.resume, strict=a.strict,
@@ -371,6 +371,8 @@ def evalkit_main(argv: list[str] | None = None) -> int:
                          "prompt=none, base=/path/to/sd-2-1-base, lambda_sem=0.5, tile=64")
     sc.add_argument("--bench", help="a synth corpus directory or a datasets.yaml benchmark name")
     sc.add_argument("--sr-dir", help="folder of SR outputs, paired with --hr-dir by file stem")
+    sc.add_argument("--mask-dir", help="with --sr-dir: predicted text masks made elsewhere (gray PNG, named like "
+                                       "the outputs), scored by mask_iou / mask_f1")
     sc.add_argument("--hr-dir", help="folder of HR references")
     sc.add_argument("--lr-dir", help="folder of LR inputs (model mode on folders; shown in reports)")
     sc.add_argument("--out", required=True, help="run directory")

@@ -37,6 +37,9 @@ METRICS = Registry("metric", {
     "ocr_a": "evalkit.metrics.ocr:OCRAccuracy",
     "ocr_f1": "evalkit.metrics.ocr:OCRF1",
     "char_hallucination": "evalkit.metrics.ocr:CharHallucination",
+    # the model's predicted text mask (TADiSR) against the benchmark's
+    "mask_iou": "evalkit.metrics.mask:MaskIoU",
+    "mask_f1": "evalkit.metrics.mask:MaskF1",
 })
 
 DEFAULT_METRICS = ("psnr", "ssim", "lpips", "niqe", "ocr_a", "ocr_f1", "text_psnr", "text_ssim",

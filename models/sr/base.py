@@ -38,16 +38,43 @@ def check_batch(batch: Any, who: str):
 
 class SRModel:
     """Base of every SR model. Subclasses set ``name`` and ``scale`` and implement ``_forward``
-    (validated N×3×H×W float batch -> N×3×sH×sW float batch in [0, 1])."""
+    (validated N×3×H×W float batch -> N×3×sH×sW float batch in [0, 1]).
+
+    Auxiliary outputs: a model that also predicts per-pixel maps (TADiSR's text mask) lists their
+    names in ``aux_outputs`` (``("text_mask",)``) and implements ``_forward_aux`` returning
+    ``(sr, {name: N×1×sH×sW float in [0, 1]})``; ``upscale_aux`` / ``upscale_images_aux`` give them
+    to callers (evalkit writes ``text_mask`` to ``<run>/mask/`` and scores it). For every other model
+    ``upscale_aux`` returns the SR and an empty dict.
+    """
 
     name: str = "sr"
     scale: int = 4
+    aux_outputs: tuple[str, ...] = ()
 
     def upscale(self, batch):
         return self._forward(check_batch(batch, self.name))
 
+    def upscale_aux(self, batch) -> tuple[Any, dict]:
+        """``(sr, aux)``: the SR batch and ``{name: N×1×sH×sW float in [0, 1]}`` for each name in
+        ``aux_outputs`` (empty for models without auxiliary outputs)."""
+        batch = check_batch(batch, self.name)
+        if not self.aux_outputs:
+            return self._forward(batch), {}
+        sr, aux = self._forward_aux(batch)
+        if set(aux) != set(self.aux_outputs):
+            raise RuntimeError(f"{self.name}._forward_aux returned {sorted(aux)}, but the model declares "
+                               f"aux_outputs {list(self.aux_outputs)}")
+        for k, v in aux.items():
+            want = (sr.shape[0], 1, *sr.shape[2:])
+            if tuple(v.shape) != want:
+                raise RuntimeError(f"{self.name}: auxiliary output {k!r} has shape {tuple(v.shape)}, expected {want}")
+        return sr, aux
+
     def _forward(self, batch):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _forward_aux(self, batch):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{self.name} declares aux_outputs {self.aux_outputs} but has no _forward_aux")
 
     # -- images ------------------------------------------------------------------------------
     def upscale_image(self, img):
@@ -57,6 +84,14 @@ class SRModel:
 
     def upscale_images(self, imgs: Sequence) -> list:
         """Images of any sizes; those of equal size are upscaled together as one batch."""
+        return [sr for sr, _ in self._images(imgs, aux=False)]
+
+    def upscale_images_aux(self, imgs: Sequence) -> list[tuple[Any, dict[str, np.ndarray]]]:
+        """Like :meth:`upscale_images`, with each image's auxiliary maps: ``(sr, {name: HxW float32
+        in [0, 1]})`` (an empty dict for models without ``aux_outputs``)."""
+        return self._images(imgs, aux=True)
+
+    def _images(self, imgs: Sequence, aux: bool) -> list[tuple[Any, dict]]:
         import torch
 
         arrays, kinds = [], []
@@ -70,9 +105,11 @@ class SRModel:
         out: list = [None] * len(arrays)
         for idx in groups.values():
             batch = torch.from_numpy(np.stack([arrays[i] for i in idx])).permute(0, 3, 1, 2)
-            res = self.upscale(batch).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+            sr, maps = self.upscale_aux(batch) if aux else (self.upscale(batch), {})
+            res = sr.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+            maps = {k: v.clamp(0, 1)[:, 0].float().cpu().numpy() for k, v in maps.items()}
             for j, i in enumerate(idx):
-                out[i] = _from_float_array(res[j], kinds[i])
+                out[i] = (_from_float_array(res[j], kinds[i]), {k: v[j] for k, v in maps.items()})
         return out
 
 
