@@ -109,3 +109,25 @@ def test_mask_metrics_are_null_with_a_reason_where_they_cannot_be_computed(corpu
     r = _evalkit("score", "--model", "bicubic", "--bench", str(corpus), "--out", str(tmp_path / "b"),
                  "--mask-dir", str(tmp_path), env=env)
     assert r.returncode == 2 and "--mask-dir" in r.stderr, r.stderr
+
+
+def test_a_model_with_a_text_mask_writes_and_scores_it(corpus, tmp_path):
+    """TADiSR (tiny, random weights) predicts a text mask beside the SR: evalkit writes it per image at
+    HR size and scores it; the numbers equal plain pixel counting on the written PNGs."""
+    from synth.export import iter_samples
+
+    out = tmp_path / "run"
+    r = _evalkit("score", "--model", "tadisr-kolors-tiny", "--bench", str(corpus), "--metrics", "psnr,mask_iou,mask_f1",
+                 "--out", str(out), "--no-progress", env={"TEXTSR_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr
+    inter = union = 0
+    for key, f in iter_samples(corpus):
+        gt = cv2.imdecode(np.frombuffer(f["mask.png"], np.uint8), cv2.IMREAD_GRAYSCALE) > 127
+        pred = cv2.imread(str(out / "mask" / f"{key}.png"), cv2.IMREAD_GRAYSCALE)
+        assert pred.shape == gt.shape
+        pred = pred >= 128  # round(p * 255) >= 128  <=>  p >= 0.5
+        inter += int((pred & gt).sum())
+        union += int((pred | gt).sum())
+    s = json.loads((out / "summary.json").read_text())
+    assert s["metrics"]["mask_iou"] == pytest.approx(inter / union, rel=1e-12) and s["metrics"]["mask_images"] == 3
+    assert 0 <= s["metrics"]["mask_f1"] <= 1 and "mask_iou" not in s["unavailable"]

@@ -19,6 +19,7 @@ _FAMILIES = {
     "models.sr.pisasr:build": ("pisa-sr",),
     "models.sr.codsr:build": ("codsr",),
     "models.sr.seesr:build": ("seesr", "seesr-srsr"),
+    "models.sr.tadisr:build": ("tadisr-kolors", "tadisr-cogview4"),
 }
 
 SR_MODELS = Registry("SR model")
