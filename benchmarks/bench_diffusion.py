@@ -16,6 +16,9 @@ Baselines measured in the same run, on the same modules and input:
 
 At ``--tiled-size`` the methods' default latent tiles (OSEDiff/PiSA 96/32, CODSR 150/50) and VAE
 tiles apply (on CPU pass ``--cpu-tile 16`` to make a 256² run tile at all).
+``--methods tadisr-kolors,tadisr-cogview4`` times TADiSR on its own bases (Kolors' SDXL-size UNet,
+CogView4's 6.4 B transformer; ``models.sr.tadisr_bases.real_configs``) beside those bases' own bare
+calls (their ratio column is to that bare row, not SD-2.1's). CogView4 at real size is skipped on CPU.
 Prints a markdown table for benchmarks/RESULTS.md; ``--plot FILE`` also draws it.
 """
 from __future__ import annotations
@@ -165,6 +168,34 @@ def seesr(comps, dev, dtype, steps=50, tiny=False, **kw):
 
 
 METHODS = {"osediff": osediff, "pisa-sr": pisasr, "codsr": codsr, "seesr": seesr}
+TADISR = {"tadisr-kolors": "kolors", "tadisr-cogview4": "cogview4"}
+
+
+def tadisr(family: str, dev, dtype, tiny: bool, **kw):
+    """TADiSR on its own base (Kolors' SDXL-size UNet 2.6 B, or CogView4's 6.4 B transformer) with
+    random weights and a random prompt embedding, and that base's bare calls in the same run: VAE
+    encode, one backbone call, VAE decode (no skip convs, no mask decoder, no tiles)."""
+    import torch
+
+    from models.sr.archs.tadisr_arch import add_skip_convs, decoder_for_vae
+    from models.sr.tadisr import FAMILIES, TADiSR
+    from models.sr.tadisr_bases import KOLORS_MAX_TOKENS, random_embeddings, tiny_bases
+
+    bases = tiny_bases(family, real=not tiny)
+    add_skip_convs(bases.vae)
+    decoder = decoder_for_vae(FAMILIES[family].decoder_kind, bases.vae.config,
+                              groups=int(bases.vae.config.norm_num_groups))
+    # the official prompt lengths: Kolors pads ChatGLM to 256 tokens; CogView4's prompt is ~60 GLM
+    # tokens, left-padded to a multiple of 16
+    cond = random_embeddings(family, bases.backbone, tokens=KOLORS_MAX_TOKENS if family == "kolors" else 64)
+    model = TADiSR(family, bases, decoder, cond, name=f"tadisr-{family}", device=dev, dtype=dtype, **kw)
+
+    def bare(x):  # x: the ×4-upsampled image, one tile
+        with torch.inference_mode():
+            z = model.vae.encode((x * 2 - 1).to(dev, model.vae_dtype)).latent_dist.mode() * model.scaling_factor
+            z0 = model.denoise(z.to(model.dtype), tuple(x.shape[-2:]))
+            return model.vae.decode((z0 / model.scaling_factor).to(model.vae_dtype)).sample
+    return model, bare
 
 
 def main():
@@ -176,7 +207,7 @@ def main():
     ap.add_argument("--size", type=int, default=128, help="output side, untiled run")
     ap.add_argument("--tiled-size", type=int, default=256, help="output side, tiled run (0 = skip)")
     ap.add_argument("--cpu-tile", type=int, default=0, help="latent tile side for the tiled run (0 = method default)")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join([*METHODS, *TADISR])}")
     ap.add_argument("--tiled-methods", default="", help="methods of the tiled run (default: --methods)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seesr-steps", type=int, default=50)
@@ -206,6 +237,23 @@ def main():
             if not tiled and m == "pisa-sr":
                 variants.append((m, {"adjustable": True}))
         for name, extra in variants:
+            if name in TADISR:
+                kw = {"tile": a.cpu_tile, "tile_overlap": a.cpu_tile // 4} if (tiled and a.cpu_tile) else \
+                    ({} if tiled else {"tile": 0})
+                if dev.type == "cpu" and name == "tadisr-cogview4" and not a.tiny:
+                    print(f"skipped {name} at {size}²: its 6.4 B-parameter transformer needs ~26 GB in fp32 on CPU")
+                    continue
+                model, tbare = tadisr(TADISR[name], dev, dtype, a.tiny, **kw)
+                up = torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic").clamp(0, 1)
+                tb, mb = _time(tbare, up, dev, a.repeat)
+                rows.append((size, f"bare {name} base (VAE enc + 1 call + VAE dec)", tb, mb, 1.0))
+                t, m = _time(model.upscale_aux, x, dev, a.repeat)
+                rows.append((size, f"{name} (+ skip convs, mask decoder{', Hann tiles' if kw.get('tile') else ''})",
+                             t, m, t / tb))
+                del model, tbare
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
             comps = real_components(tiny=a.tiny)
             kw = {"tile": a.cpu_tile, "tile_overlap": a.cpu_tile // 2} if (tiled and a.cpu_tile) else {}
             if name == "seesr":

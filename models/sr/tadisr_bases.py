@@ -119,12 +119,47 @@ def tiny_configs(family: str) -> dict[str, dict]:
     raise KeyError(f"unknown TADiSR family {family!r}")
 
 
-def tiny_bases(family: str, seed: int = 0) -> BaseModels:
-    """The tiny random base in memory (same ``seed``, same weights)."""
+def real_configs(family: str) -> dict[str, dict]:
+    """The real bases' architectures (for speed and memory measurements with random weights, where
+    the folders cannot be downloaded): Kolors' UNet is SDXL's with ChatGLM's 4096-d states projected
+    to 2048 (``text_proj``) and a 4096-d pooled embedding in the ``text_time`` conditioning (5632 =
+    4096 + 6·256), its VAE is SDXL's; CogView4-6B's transformer (28 layers, 32 heads of 128, 4096-d
+    text, as diffusers' conversion script builds it) and a 16-channel VAE with channels
+    128/512/1024/1024 (the widths TADiSR's CogView4 skip convs are made for; ``layers_per_block`` 3 is
+    unverified here). A loaded folder's own config.json always wins over these."""
+    if family == "kolors":
+        unet = dict(sample_size=128, in_channels=4, out_channels=4, flip_sin_to_cos=True, freq_shift=0,
+                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                    block_out_channels=(320, 640, 1280), layers_per_block=2, transformer_layers_per_block=(1, 2, 10),
+                    attention_head_dim=(5, 10, 20), cross_attention_dim=2048, use_linear_projection=True,
+                    act_fn="silu", norm_num_groups=32, encoder_hid_dim=4096, encoder_hid_dim_type="text_proj",
+                    addition_embed_type="text_time", addition_time_embed_dim=256,
+                    projection_class_embeddings_input_dim=5632)
+        vae = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+                   block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                   up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32, sample_size=1024,
+                   scaling_factor=0.13025, force_upcast=True)
+        return {"unet": unet, "vae": vae, "scheduler": {}}
+    if family == "cogview4":
+        tr = dict(patch_size=2, in_channels=16, out_channels=16, num_layers=28, attention_head_dim=128,
+                  num_attention_heads=32, text_embed_dim=4096, time_embed_dim=512, condition_dim=256,
+                  pos_embed_max_size=128, sample_size=128, rope_axes_dim=(256, 256))
+        vae = dict(in_channels=3, out_channels=3, latent_channels=16, layers_per_block=3,
+                   block_out_channels=(128, 512, 1024, 1024), down_block_types=("DownEncoderBlock2D",) * 4,
+                   up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32, sample_size=1024,
+                   scaling_factor=1.0, use_quant_conv=False, use_post_quant_conv=False, force_upcast=True)
+        return {"transformer": tr, "vae": vae, "scheduler": tiny_configs("cogview4")["scheduler"]}
+    raise KeyError(f"unknown TADiSR family {family!r}")
+
+
+def tiny_bases(family: str, seed: int = 0, real: bool = False) -> BaseModels:
+    """The tiny random base in memory (same ``seed``, same weights); ``real``: the real bases'
+    architectures (:func:`real_configs`) with random weights instead."""
     import torch
     from diffusers import AutoencoderKL
 
-    cfg = tiny_configs(family)
+    cfg = real_configs(family) if real else tiny_configs(family)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         if family == "kolors":
@@ -138,7 +173,8 @@ def tiny_bases(family: str, seed: int = 0) -> BaseModels:
         vae = AutoencoderKL(**cfg["vae"])
     for m in (backbone, vae):
         m.eval().requires_grad_(False)
-    return BaseModels(family, backbone, vae, cfg["scheduler"], None, f"tiny random {family} (seed {seed})")
+    return BaseModels(family, backbone, vae, cfg["scheduler"], None,
+                      f"{'real-architecture' if real else 'tiny'} random {family} (seed {seed})")
 
 
 def write_tiny_base(family: str, path, seed: int = 0, text: bool = False) -> Path:
