@@ -460,7 +460,7 @@ def test_registry_names_and_uniform_construction(offline_caches):
     from models.registry import UnknownNameError
 
     names = {"psnr", "ssim", "text_psnr", "text_ssim", "lpips", "text_lpips", "dists", "fid", "niqe", "musiq",
-             "maniqa", "clipiqa", "piqe", "ocr_a", "ocr_f1", "char_hallucination"}
+             "maniqa", "clipiqa", "piqe", "ocr_a", "ocr_f1", "char_hallucination", "mask_iou", "mask_f1"}
     assert set(list_metrics()) == names and set(DEFAULT_METRICS) <= names
     assert METRICS.target("ocr_f1") == "evalkit.metrics.ocr:OCRF1"
     with pytest.raises(UnknownNameError, match="did you mean"):
