@@ -66,6 +66,15 @@ COGVIEW4_PKL = WeightsFile("tadisr_cogview4_realce_17500.pkl", hf_repo="huqiming
 VAE_LORA_TARGETS = ("conv1", "conv2", "conv_in", "conv_shortcut", "conv", "conv_out", "skip_conv_1",
                     "skip_conv_2", "skip_conv_3", "skip_conv_4", "to_k", "to_q", "to_v", "to_out.0")
 VAE_ADAPTER, VAE_RANK, BACKBONE_ADAPTER = "vae_skip", 2, "default"
+# pipelines.py TADiSRPipeline/CogView4Pipeline.__init__: the backbone LoRA (adapter "default", r=4,
+# gaussian init), added after the VAE's; save_model records the list and the rank
+BACKBONE_LORA_TARGETS = {
+    "kolors": ("to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_shortcut", "conv_out",
+               "proj_in", "proj_out", "ff.net.2", "ff.net.0.proj"),
+    "cogview4": ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_k",
+                 "attn2.to_v", "attn2.to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out"),
+}
+BACKBONE_RANK = 4
 TIMESTEP = 200
 # make_1step_sched(): DDPMScheduler.from_pretrained("stabilityai/sd-turbo", subfolder="scheduler"),
 # an SD-2.1 config: no x0 clipping (clipping scaled latents to [-1, 1] would wreck every image)
@@ -177,6 +186,18 @@ def load_tadisr(family: str, bases, decoder, path, *, merge: bool = True) -> dic
     return {"path": str(path), "sha256": sha256_file(path), "rank": rank, "decoder_key": dkeys[0], "merged": merge}
 
 
+def add_fresh_adapters(family: str, bases) -> None:
+    """The adapters as the official ``__init__`` adds them before training: VAE LoRA "vae_skip"
+    (r=2) then the backbone LoRA "default" (r=4), peft's gaussian init (A ~ N(0, 1/r) from the
+    global torch generator — seed it first —, B = 0, so the model starts as its base); skip convs
+    must already be added (weight 1e-5)."""
+    from models.sr.diffusion import lora
+
+    lora.add_lora(bases.vae, VAE_LORA_TARGETS, VAE_RANK, VAE_ADAPTER)
+    _check_targets(bases.backbone, BACKBONE_LORA_TARGETS[family], f"TADiSR-{family} backbone")
+    lora.add_lora(bases.backbone, BACKBONE_LORA_TARGETS[family], BACKBONE_RANK, BACKBONE_ADAPTER)
+
+
 # -- the model ----------------------------------------------------------------------------------
 class TADiSR(SRModel):
     """TADiSR behind the SR interface: ``upscale`` -> N×3×sH×sW in [0, 1]; ``upscale_aux`` also
@@ -256,25 +277,113 @@ class TADiSR(SRModel):
                           target_size=size, crop_coords=crop).sample.float()
         return z.float() - self.sigma * v
 
+    def _tile(self, x, noise):
+        # the official forward on one tile; noise(mean) -> standard normal noise of mean's shape or None
+        from models.sr.archs.tadisr_arch import encode_with_skips, joint_decode
+        from models.sr.diffusion.tiling import split_moments
+
+        moments, feats = encode_with_skips(self.vae, (x * 2 - 1).to(self.vae_dtype))
+        mean, std = split_moments(moments.float())
+        eps = noise(mean)
+        z = mean if eps is None else mean + std * eps
+        z0 = self.denoise((z * self.scaling_factor).to(self.dtype), tuple(x.shape[-2:]))
+        img, mask = joint_decode(self.vae, self.decoder, (z0 / self.scaling_factor).to(self.vae_dtype), feats)
+        return (img.float() * 0.5 + 0.5).clamp(0, 1), mask.float()
+
     def predict(self, x):
         """One tile: x N×3×T×T in [0, 1] (about; T a multiple of the family's ``align``) on the device
         -> (SR N×3×T×T in [0, 1], mask logits N×1×T×T), float32."""
         import torch
 
-        from models.sr.archs.tadisr_arch import encode_with_skips, joint_decode
         from models.sr.diffusion.base import randn
-        from models.sr.diffusion.tiling import split_moments
+
+        def noise(mean):
+            if not self.sample_posterior:
+                return None
+            g = [torch.Generator(device=self.device).manual_seed(self.seed) for _ in range(len(x))]
+            return randn(mean.shape, g, mean.device)
 
         with torch.inference_mode():
-            moments, feats = encode_with_skips(self.vae, (x * 2 - 1).to(self.vae_dtype))
-            mean, std = split_moments(moments.float())
-            z = mean
-            if self.sample_posterior:
-                g = [torch.Generator(device=self.device).manual_seed(self.seed) for _ in range(len(x))]
-                z = mean + std * randn(mean.shape, g, mean.device)
-            z0 = self.denoise((z * self.scaling_factor).to(self.dtype), tuple(x.shape[-2:]))
-            img, mask = joint_decode(self.vae, self.decoder, (z0 / self.scaling_factor).to(self.vae_dtype), feats)
-            return (img.float() * 0.5 + 0.5).clamp(0, 1), mask.float()
+            return self._tile(x, noise)
+
+    # -- training (the official set_train / forward / save_model) --------------------------------
+    def train_forward(self, up, generator=None, sample_posterior: bool = True):
+        """The official training forward, differentiable: ``up`` N×3×H×W float in [0, 1] on the
+        device (the LR bicubic-upsampled to the HR size; H, W multiples of ``fam.align``), no
+        tiling. The posterior is sampled with noise drawn on the CPU from ``generator`` (the
+        official ``latent_dist.sample()`` draws from the global generator), or its mean when
+        ``sample_posterior`` is False. -> (SR N×3×H×W float32 in [0, 1], clamped as the official
+        ``postprocess``; mask logits N×1×H×W float32)."""
+        import torch
+
+        def noise(mean):
+            if not sample_posterior:
+                return None
+            return torch.randn(mean.shape, generator=generator, dtype=torch.float32).to(mean.device)
+
+        return self._tile(up, noise)
+
+    def _tuner_check(self):
+        from models.sr.diffusion import lora
+
+        if not lora.tuner_layers(self.backbone) or not lora.tuner_layers(self.vae):
+            raise CheckpointError(f"{self.name}: the LoRA adapters are merged or absent; build with "
+                                  "train=True to train or save them")
+
+    def trainable_parameters(self) -> list:
+        """What the official ``set_train`` unfreezes (and the optimizer of ``train_cogview4.py``
+        takes): backbone LoRA params (+ Kolors' UNet ``conv_in``), VAE LoRA "vae_skip" params, the
+        four skip convs, the joint decoder — in a fixed order."""
+        self._tuner_check()
+        out = [p for n, p in self.backbone.named_parameters() if "lora" in n]
+        if self.family == "kolors":
+            out += list(self.backbone.conv_in.parameters())
+        out += [p for n, p in self.vae.named_parameters() if "lora" in n and VAE_ADAPTER in n]
+        seen = {id(p) for p in out}
+        for k in range(1, 5):
+            out += [p for p in getattr(self.vae.decoder, f"skip_conv_{k}").parameters() if id(p) not in seen]
+        seen = {id(p) for p in out}
+        out += [p for p in self.decoder.parameters() if id(p) not in seen]  # shared blocks once
+        return out
+
+    def set_train(self, train: bool = True):
+        """``train``: the official ``set_train`` (everything frozen but :meth:`trainable_parameters`,
+        modules in train mode); False: the official ``set_eval`` (all frozen, eval mode)."""
+        for m in (self.backbone, self.vae, self.decoder):
+            m.requires_grad_(False).train(train)
+        if train:
+            for p in self.trainable_parameters():
+                p.requires_grad_(True)
+        return self
+
+    def adapter_state(self) -> dict:
+        """The official ``save_model`` dict (CPU float32 copies): see the module docstring."""
+        self._tuner_check()
+        fam = self.fam
+
+        def cpu(d):
+            return {k: v.detach().to("cpu", copy=True).float() for k, v in d.items()}
+
+        sel = fam.backbone_select
+        return {
+            fam.decoder_keys[0]: cpu(self.decoder.state_dict()),
+            fam.modules_key: list(BACKBONE_LORA_TARGETS[self.family]),
+            fam.rank_key: BACKBONE_RANK,
+            fam.backbone_key: cpu({k: v for k, v in self.backbone.state_dict().items() if any(s in k for s in sel)}),
+            "state_dict_vae": cpu({k: v for k, v in self.vae.state_dict().items() if "lora" in k or "skip" in k}),
+        }
+
+    def save_adapters(self, path):
+        """Write :meth:`adapter_state` with ``torch.save`` (atomically) to ``path``; it loads back
+        with ``build(..., weights=path)``."""
+        import torch
+
+        from models.files import atomic_path
+
+        state = self.adapter_state()
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        return path
 
     def _forward_aux(self, batch):
         import torch
@@ -294,7 +403,8 @@ class TADiSR(SRModel):
 
 def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=None, base=None,
           allow_download: bool | None = None, scale: int | None = None, prompt_embeddings=None,
-          prompt: str | None = None, time_ids=None, merge_lora: bool = True, text_device=None, **options):
+          prompt: str | None = None, time_ids=None, merge_lora: bool = True, text_device=None,
+          train: bool = False, **options):
     """TADiSR behind the SR interface.
 
     name:    "tadisr-kolors" | "tadisr-cogview4".
@@ -307,6 +417,8 @@ def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=Non
              or — tiny without a text encoder in its folder — a fixed random embedding.
     options: tile (768; tiny 64), tile_overlap (256; tiny 16), timestep (200), seed (0),
              sample_posterior (True).
+    train:   for training: adapters kept unmerged; without ``weights``, fresh adapters as the
+             official ``__init__`` adds them (:func:`add_fresh_adapters`) — for the full model too.
     """
     if name not in MODELS:
         raise KeyError(f"unknown TADiSR model {name!r} (known: {', '.join(MODELS)})")
@@ -342,7 +454,12 @@ def build(name: str, *, tiny: bool = False, weights=None, device=None, dtype=Non
         torch.manual_seed(0)
         decoder = decoder_for_vae(fam.decoder_kind, bases.vae.config, groups=int(bases.vae.config.norm_num_groups))
     info = {"base": bases.source}
-    if weights is not None or not tiny:
+    if train:
+        merge_lora = False
+    if train and weights is None:
+        add_fresh_adapters(family, bases)
+        info["weights"] = f"fresh adapters for training ({family}: backbone r={BACKBONE_RANK}, VAE r={VAE_RANK})"
+    elif weights is not None or not tiny:
         wf = fam.pkl if weights is None else WeightsFile(str(weights).rsplit("/", 1)[-1])
         path = resolve(wf, explicit=weights, allow_download=allow_download)
         info.update(load_tadisr(family, bases, decoder, path, merge=merge_lora))
