@@ -13,31 +13,17 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from models.errors import TextsrError
-from synth.shards import read_manifest
+from synth.shards import CorpusError, build_shards, open_build
 
 LAYOUTS = ("tadisr",)
-
-
-class CorpusError(TextsrError, ValueError):
-    """A directory that is not a usable ``synth build`` output; the message names it and why."""
 
 
 def iter_samples(out: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {field: bytes}) for every sample of a build, in shard and key order, read with the
     standard library (webdataset reads the same files)."""
     out = Path(out)
-    if not out.is_dir():
-        raise CorpusError(f"{out}: {'is a file' if out.exists() else 'does not exist'}; give a synth build "
-                          "output directory (holding manifest.json and shards/)")
-    manifest = read_manifest(out)
-    if manifest is None:
-        raise CorpusError(f"{out}: no manifest.json — not a synth build output directory")
-    for s in manifest["shards"]:
-        if not (out / s["file"]).is_file():
-            raise CorpusError(f"{out / s['file']}: listed in {out / 'manifest.json'} but missing; rebuild it "
-                              "with `synth build ... --resume`")
-        with tarfile.open(out / s["file"]) as tar:
+    for shard in build_shards(out, open_build(out)):
+        with tarfile.open(shard) as tar:
             key, fields = None, {}
             for m in tar:
                 k, _, field = m.name.partition(".")

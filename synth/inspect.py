@@ -7,19 +7,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from synth.export import CorpusError, _decode, iter_samples, read_sample_images
-from synth.shards import read_manifest
+from synth.export import _decode, iter_samples, read_sample_images
+from synth.shards import CorpusError, open_build
 
 
 def summary_lines(out: Path) -> list[str]:
     """Human-readable counts of a build; raises CorpusError when ``out`` is not one."""
     out = Path(out)
-    if not out.is_dir():
-        raise CorpusError(f"{out}: {'is a file' if out.exists() else 'does not exist'}; give a synth build "
-                          "output directory (holding manifest.json and shards/)")
-    m = read_manifest(out)
-    if m is None:
-        raise CorpusError(f"{out}: no manifest.json — not a synth build output directory")
+    m = open_build(out)
     c = m["counts"]
     lines = [f"recipe {m['recipe']['name']} (hash {m['recipe_hash']}), seed {m['recipe']['seed']}, "
              f"{'complete' if m['complete'] else 'INCOMPLETE'}",

@@ -75,6 +75,35 @@ class ManifestError(TextsrError, ValueError):
     """A build's manifest.json that cannot be read; names the file."""
 
 
+class CorpusError(TextsrError, ValueError):
+    """A directory that is not a usable ``synth build`` output; the message names it and why."""
+
+
+def open_build(out: Path, label: str = "") -> dict:
+    """The manifest of the ``synth build`` output ``out``; :class:`CorpusError` naming it (after
+    ``label``, e.g. ``"--data"``) when it does not exist, is a file or holds no manifest."""
+    out = Path(out)
+    who = f"{label} {out}".strip()
+    if not out.is_dir():
+        raise CorpusError(f"{who}: {'is a file' if out.exists() else 'does not exist'}; give a synth build "
+                          "output directory (holding manifest.json and shards/)")
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise CorpusError(f"{who}: no manifest.json — not a synth build output directory (run `synth build`)")
+    return manifest
+
+
+def build_shards(out: Path, manifest: dict) -> list[Path]:
+    """The shard files a build's manifest lists, in order; :class:`CorpusError` naming the first
+    one that is missing."""
+    shards = [Path(out) / s["file"] for s in manifest.get("shards", [])]
+    for p in shards:
+        if not p.is_file():
+            raise CorpusError(f"{p}: listed in {Path(out) / 'manifest.json'} but missing; rebuild it "
+                              "with `synth build ... --resume`")
+    return shards
+
+
 def read_manifest(out: Path) -> dict | None:
     p = Path(out) / "manifest.json"
     if not p.is_file():

@@ -17,7 +17,7 @@ each crop comes from a generator seeded by (seed, e, key). So the stream is a fu
 alone, and a resumed run skips the samples it already used (undecoded) to continue exactly.
 
 A sample missing a field is skipped and counted (``stats``), never an error; a directory that is
-not a synth build is a :class:`~synth.export.CorpusError`.
+not a synth build is a :class:`~synth.shards.CorpusError`.
 """
 from __future__ import annotations
 
@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synth.export import CorpusError
-from synth.shards import read_manifest
+from synth.shards import CorpusError, build_shards, open_build
 
 FIELDS = ("hr.png", "lr.png", "mask.png", "json")
 MIN_BOX_PX = 4
@@ -39,20 +38,10 @@ MIN_BOX_PX = 4
 def corpus_shards(corpus) -> tuple[list[str], dict]:
     """The shard files of a synth build (manifest order) and its manifest; CorpusError naming the
     directory when it is not one or a listed shard is missing."""
-    corpus = Path(corpus)
-    if not corpus.is_dir():
-        raise CorpusError(f"--data {corpus}: {'is a file' if corpus.exists() else 'does not exist'}; give a "
-                          "synth build output directory (manifest.json + shards/)")
-    manifest = read_manifest(corpus)
-    if manifest is None:
-        raise CorpusError(f"--data {corpus}: no manifest.json — not a synth build output (run `synth build`)")
-    shards = [corpus / s["file"] for s in manifest.get("shards", [])]
+    manifest = open_build(corpus, "--data")
+    shards = build_shards(corpus, manifest)
     if not shards:
         raise CorpusError(f"--data {corpus}: the manifest lists no shards; the build has no samples yet")
-    missing = [str(s) for s in shards if not s.is_file()]
-    if missing:
-        raise CorpusError(f"--data {corpus}: {len(missing)} shard(s) listed in manifest.json are missing "
-                          f"(e.g. {missing[0]}); rebuild with `synth build ... --resume`")
     return [str(s) for s in shards], manifest
 
 
