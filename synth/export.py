@@ -36,8 +36,11 @@ def iter_samples(out: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
                 yield key, fields
 
 
-def _decode(data: bytes, flags=cv2.IMREAD_UNCHANGED) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+def _decode(data: bytes, flags=cv2.IMREAD_UNCHANGED, what: str = "image") -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if img is None:
+        raise ValueError(f"{what} is not a decodable image")
+    return img
 
 
 def export_tadisr(out: Path, dest: Path) -> int:
@@ -78,8 +81,9 @@ def export(out: Path, layout: str, dest: Path | None = None) -> tuple[Path, int]
 
 
 def read_sample_images(fields: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """(hr RGB, lr RGB, mask, meta) from one sample's fields."""
-    hr = _decode(fields["hr.png"], cv2.IMREAD_COLOR)[:, :, ::-1]
-    lr = _decode(fields["lr.png"], cv2.IMREAD_COLOR)[:, :, ::-1]
-    mask = _decode(fields["mask.png"], cv2.IMREAD_GRAYSCALE)
+    """(hr RGB, lr RGB, mask, meta) from one sample's fields; ValueError naming an undecodable field,
+    KeyError for a missing one."""
+    hr = _decode(fields["hr.png"], cv2.IMREAD_COLOR, "hr.png")[:, :, ::-1]
+    lr = _decode(fields["lr.png"], cv2.IMREAD_COLOR, "lr.png")[:, :, ::-1]
+    mask = _decode(fields["mask.png"], cv2.IMREAD_GRAYSCALE, "mask.png")
     return hr, lr, mask, json.loads(fields["json"])

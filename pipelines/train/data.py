@@ -21,7 +21,6 @@ not a synth build is a :class:`~synth.shards.CorpusError`.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,18 +86,12 @@ def decode(key: str, fields: dict, hr_crop: int, rng: np.random.Generator | None
     """One raw sample -> a cropped :class:`Sample` (``rng`` None: the crop centred on the first text,
     for evaluation). ValueError when
     the images do not fit (LR not HR / integer scale, HR smaller than the crop)."""
-    import cv2
+    from synth.export import read_sample_images
 
-    def img(name, flags):
-        a = cv2.imdecode(np.frombuffer(fields[name], np.uint8), flags)
-        if a is None:
-            raise ValueError(f"{key}: {name} is not a decodable image")
-        return a
-
-    hr = img("hr.png", cv2.IMREAD_COLOR)[:, :, ::-1]
-    lr = img("lr.png", cv2.IMREAD_COLOR)[:, :, ::-1]
-    mask = img("mask.png", cv2.IMREAD_GRAYSCALE)
-    meta = json.loads(fields["json"])
+    try:
+        hr, lr, mask, meta = read_sample_images(fields)
+    except ValueError as e:
+        raise ValueError(f"{key}: {e}") from None
     H, W = hr.shape[:2]
     s = H // lr.shape[0]
     if s < 1 or lr.shape[0] * s != H or lr.shape[1] * s != W or mask.shape != (H, W):

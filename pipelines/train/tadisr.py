@@ -168,10 +168,11 @@ def _plot(log_path: Path, png: Path):
     ax.set_yscale("log")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = png.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=80)
+    from models.files import atomic_path
+
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
-    tmp.replace(png)
 
 
 # -- the run ------------------------------------------------------------------------------------
