@@ -78,6 +78,20 @@ class OCREngine:
         """What decides this engine's output, as plain data (for run manifests and cache keys)."""
         return {"engine": self.name, "rec_batching": self.rec_batching}
 
+    def identity(self) -> dict:
+        """What this engine's readings depend on: :meth:`settings` plus its model files named by
+        their content (sha256 of every ``*_model_path`` attribute), not their path — the key of
+        every cache of OCR output (evalkit's HR OCR, synth's background verdicts)."""
+        from pathlib import Path
+
+        from models.files import file_digest
+
+        out = dict(self.settings())
+        for k, v in sorted(vars(self).items()):
+            if k.endswith("_model_path") and isinstance(v, str) and Path(v).is_file():
+                out[k.removesuffix("_path") + "_sha256"] = file_digest(v)
+        return out
+
     def readtext(self, image: np.ndarray) -> list[OCRLine]:
         """Detect and recognise text lines in an RGB ``HxWx3 uint8`` image.
 
