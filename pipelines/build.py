@@ -1,34 +1,45 @@
-"""``synth build``: stream samples from an executor into atomically written shards.
+"""``synth build``: shards built by workers, each written by the worker that made it.
 
 Shard ``s`` holds sample indices ``[s·n, (s+1)·n)`` (``n = samples_per_shard``), so the layout is
-fixed by the recipe and ``--num`` alone. Chunks are submitted in index order with a bounded
-window, results are written in index order as they arrive, and the driver holds at most
-``window`` chunks of encoded samples: memory stays flat however large ``--num`` is. After each
-shard the manifest is rewritten atomically; ``--resume`` verifies the finished shards' sha256,
-drops temp files and regenerates the rest — deterministic, so nothing is duplicated or lost.
+fixed by the recipe and ``--num`` alone. A shard is one job (:class:`ShardJob`): the worker that
+runs it makes its samples in index order and writes the shard itself, atomically, to the output
+location — a local path, a shared filesystem or any fsspec URL — and returns only its record
+(count, sha256 hashed while writing, per-stage counts). Sample bytes never pass through the
+driver, which writes only ``manifest.json``. Shards finish in any order; at most ``workers`` are in
+flight and each one that lands frees a slot, so a slow shard holds up nobody (no head-of-line
+blocking); the manifest records each as it lands. A shard whose worker or node is lost is run
+again (by Ray's task retries, then by the driver); builds are deterministic, so the retry writes
+the same bytes.
+
+``--resume`` trusts the manifest: a recorded shard whose file exists with its recorded size is
+done (``verify=True`` re-hashes every one); temp files of killed writers are swept; the rest is
+built — nothing duplicated or lost.
 
 What a build reports is what happened: ``complete`` is true only when every requested sample was
 kept. A rejected input (``synth.types.Rejected``) or a bad input file (a ``TextsrError``) is counted
 and the sample retried; any other exception in a sample is a bug: it is logged with its traceback
 and counted as ``error/<Type>``, and the ``max_errors``-th one stops the build with
 :class:`SampleError` (finished shards stay valid; the manifest says ``complete: false`` and holds the
-first traceback). The executor is started before anything is written, so a build that cannot start
-leaves no manifest behind to block the next one.
+first traceback). A shard stops itself (unwritten) at its own ``max_errors``-th bug, so a bug that
+hits every sample ends the build after a few samples, not after a whole shard. The executor is
+started before anything is written, so a build that cannot start leaves no manifest behind to
+block the next one.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import logging
 import math
+import socket
 import sys
 from collections import Counter
-from pathlib import Path
+from dataclasses import dataclass
 
-from synth.recipe import Recipe
-from models.files import sha256_file, write_json_atomic
-from models.versions import versions
-from synth.shards import AtomicShardWriter, read_manifest, shard_path
 from models.errors import TextsrError
+from models.files import Location
+from models.versions import versions
+from synth.recipe import Recipe
+from synth.shards import MANIFEST, SHARDS_DIR, AtomicShardWriter, read_manifest, shard_name
 
 log = logging.getLogger("synth.build")
 MANIFEST_FORMAT = "textsr-synth/1"
@@ -77,8 +88,13 @@ def _summarise(manifest: dict) -> None:
 
 
 class _Progress:
+    """The bar: finished shards' samples plus what the in-flight ones report (a retried shard starts
+    again from 0, so the bar may step back: it shows what exists, not what was once made)."""
+
     def __init__(self, total: int, initial: int, enabled: bool):
         self.bar = None
+        self.finished = initial
+        self.in_flight: dict[int, int] = {}
         if enabled:
             from tqdm import tqdm
 
@@ -86,13 +102,25 @@ class _Progress:
                             desc="synth build", file=sys.stderr, smoothing=0.1)
         self.kept = self.rejected = 0
 
-    def update(self, results) -> None:
-        for r in results:
-            self.kept += r.counts.get("kept", 0)
-            self.rejected += sum(v for k, v in r.counts.items() if k != "kept")
+    def show(self, in_flight: dict[int, int]) -> None:
+        self.in_flight = dict(in_flight)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self.bar:
+            n = self.finished + sum(self.in_flight.values())
+            if n != self.bar.n:
+                self.bar.update(n - self.bar.n)  # update(), not n=: keeps tqdm's rate and ETA right
+
+    def shard_done(self, rec: dict) -> None:
+        self.in_flight.pop(rec["index"], None)
+        self.finished += len(rec["indices"])
+        c = rec["counts"]
+        self.kept += c.get("kept", 0)
+        self.rejected += sum(v for k, v in c.items() if k != "kept")
         if self.bar:
             self.bar.set_postfix(kept=self.kept, rejected=self.rejected, refresh=False)
-            self.bar.update(len(results))
+        self._refresh()
 
     def write(self, msg: str) -> None:
         if self.bar:
@@ -105,39 +133,90 @@ class _Progress:
             self.bar.close()
 
 
-def _verified_shards(out: Path, manifest: dict) -> list[dict]:
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard to make: its index, sample indices, where it goes (``out``: a local path or URL;
+    ``file``: relative to it) and how many bugs it tolerates before it gives up unwritten."""
+
+    index: int
+    indices: tuple[int, ...]
+    out: str
+    file: str
+    max_errors: int
+
+
+def make_shard(factory, job: ShardJob, on_sample=None) -> dict:
+    """Make ``job``'s samples in index order with a set-up ``SampleFactory`` and write them to its
+    shard; ``on_sample(n_done)`` after each. Returns the shard's record: ``count``, ``sha256`` and
+    ``bytes`` (of the bytes as written), ``counts`` (``stage/reason`` -> n, plus ``kept``),
+    ``failed_keys``, ``examples``, ``errors`` (``[key, traceback]`` of each bug) and ``aborted``
+    (the shard met ``max_errors`` bugs and was not written)."""
+    loc = Location(job.out)
+    counts, examples, failed, errors = Counter(), {}, [], []
+    rec = {"index": job.index, "file": job.file, "first": job.indices[0], "indices": list(job.indices),
+           "node": socket.gethostname()}
+    with AtomicShardWriter(job.file, location=loc) as writer:
+        for n, i in enumerate(job.indices, 1):
+            res = factory.make(i)
+            counts.update(res.counts)
+            for k, v in res.examples.items():
+                examples.setdefault(k, v)
+            errors += [[res.key, tb] for tb in res.errors]
+            if res.members is None:
+                failed.append(res.key)
+            else:
+                writer.write(res.key, res.members)
+            if on_sample is not None:
+                on_sample(n)
+            if len(errors) >= job.max_errors:
+                writer.abort()
+                return {**rec, "aborted": True, "count": 0, "sha256": None, "bytes": 0, "counts": dict(counts),
+                        "failed_keys": failed, "examples": examples, "errors": errors}
+        count, digest = writer.close()
+    return {**rec, "aborted": False, "count": count, "sha256": digest, "bytes": writer.size,
+            "counts": dict(counts), "failed_keys": failed, "examples": examples, "errors": errors}
+
+
+def _done_shards(loc: Location, manifest: dict, verify: bool) -> list[dict]:
+    """The manifest's shards that can be kept: the file exists with its recorded size (and, with
+    ``verify``, its sha256), and no sample was lost to a bug (the code may be fixed by now)."""
     good = []
     for s in manifest.get("shards", []):
-        p = out / s["file"]
+        where = loc.path(s["file"])
         if any(k.startswith("error/") for k in s.get("counts", {})):
-            # samples lost to a bug: the code may be fixed by now, and the rebuild is deterministic
-            log.warning("shard %s lost samples to an unexpected error; it will be rebuilt", p)
-        elif p.is_file() and sha256_file(p) == s["sha256"]:
-            good.append(s)
+            log.warning("shard %s lost samples to an unexpected error; it will be rebuilt", where)
+        elif not loc.isfile(s["file"]) or ("bytes" in s and loc.size(s["file"]) != s["bytes"]):
+            log.warning("shard %s is missing or not the size the manifest records; it will be rebuilt", where)
+        elif verify and loc.sha256(s["file"]) != s["sha256"]:
+            log.warning("shard %s does not match its sha256; it will be rebuilt", where)
         else:
-            log.warning("shard %s is missing or does not match its sha256; it will be rebuilt", p)
+            good.append(s)
     return good
 
 
-def build(recipe: Recipe, out: str | Path, num: int, *, executor, resume: bool = False,
-          overwrite: bool = False, chunk: int = 4, progress: bool = True,
-          stop_after_shards: int | None = None, max_errors: int = MAX_ERRORS) -> dict:
-    """Build ``num`` samples into ``out``. ``executor`` is an un-started Local/RayExecutor.
-    ``stop_after_shards`` ends the run early (for tests of ``--resume``). Returns the manifest,
-    whose ``complete`` is true only when ``counts.kept == num``. Raises :class:`SampleError` at the
-    ``max_errors``-th unexpected exception in a sample (a bug), after writing the manifest."""
+_RECORD_KEYS = ("index", "file", "first", "count", "sha256", "bytes", "counts", "failed_keys", "node")
+
+
+def build(recipe: Recipe, out, num: int, *, executor, resume: bool = False, overwrite: bool = False,
+          progress: bool = True, stop_after_shards: int | None = None, max_errors: int = MAX_ERRORS,
+          verify: bool = False) -> dict:
+    """Build ``num`` samples into ``out`` (a local path or fsspec URL). ``executor`` is an
+    un-started :class:`~pipelines.executors.LocalExecutor` or
+    :class:`~pipelines.ray_executor.RayExecutor`. ``verify``: on ``resume``, re-hash the finished
+    shards instead of trusting the manifest. ``stop_after_shards`` ends the run early (for tests of
+    ``--resume``). Returns the manifest, whose ``complete`` is true only when
+    ``counts.kept == num``. Raises :class:`SampleError` at the ``max_errors``-th unexpected exception
+    in a sample (a bug), after writing the manifest."""
     if num < 1:
         raise BuildError(f"--num must be at least 1, got {num}")
-    if chunk < 1:
-        raise BuildError(f"--chunk must be at least 1, got {chunk}")
     if max_errors < 1:
         raise BuildError(f"--max-errors must be at least 1, got {max_errors}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
+    loc = Location(out)
+    if loc.exists() and not loc.isdir():
         raise BuildError(f"--out {out} is a file; give a directory (new or holding a build)")
     n_per = recipe.samples_per_shard
     n_shards = math.ceil(num / n_per)
-    old = read_manifest(out)
+    old = read_manifest(loc)
     if old is not None and not (resume or overwrite):
         raise BuildError(f"{out} already holds a build (manifest.json); pass --resume to continue it "
                          "or --overwrite to start again")
@@ -152,105 +231,86 @@ def build(recipe: Recipe, out: str | Path, num: int, *, executor, resume: bool =
                              "same recipe; finish it with that version, or --overwrite")
         if old.get("num") != num:
             raise BuildError(f"{out}: --resume with --num {num}, but the build was started with {old.get('num')}")
-        done = _verified_shards(out, old)
+        done = _done_shards(loc, old, verify)
     # start workers (Ray, model set-up) before touching the directory: a build that cannot start
     # must not leave a manifest that blocks the next attempt
     executor.start()
     try:
-        _prepare(out, recipe, overwrite)
+        _prepare(loc, recipe, overwrite)
         manifest = {
             "format": MANIFEST_FORMAT, "sample_version": SAMPLE_VERSION, "recipe": recipe.to_dict(),
             "recipe_hash": recipe.hash(),
             "num": num, "samples_per_shard": n_per, "num_shards": n_shards,
             "created": (old or {}).get("created", _now()) if resume else _now(), "updated": _now(),
-            "complete": False, "versions": versions(), "shards": done, "counts": {},
+            "complete": False, "versions": versions(), "executor": executor.describe(),
+            "shards": done, "counts": {},
             "examples": (old or {}).get("examples", {}) if resume else {},
         }
         done_idx = {s["index"] for s in done}
-        todo = [s for s in range(n_shards) if s not in done_idx]
+        todo = [ShardJob(index=s, indices=tuple(range(s * n_per, min(num, (s + 1) * n_per))), out=str(out),
+                         file=shard_name(recipe.name, s), max_errors=max_errors)
+                for s in range(n_shards) if s not in done_idx]
         _summarise(manifest)
-        write_json_atomic(out / "manifest.json", manifest)
+        loc.write_json(MANIFEST, manifest)
     except BaseException:
         executor.close()
         raise
 
-    chunks = [(s, list(range(lo, min(lo + chunk, min(num, (s + 1) * n_per)))))
-              for s in todo for lo in range(s * n_per, min(num, (s + 1) * n_per), chunk)]
-    remaining = sum(len(ix) for _, ix in chunks)
-    bar = _Progress(total=num, initial=num - remaining, enabled=progress)
-    writer = None
+    bar = _Progress(total=num, initial=num - sum(len(j.indices) for j in todo), enabled=progress)
+    if todo and n_shards < executor.workers:
+        bar.write(f"synth build: {len(todo)} shard(s) to build for {executor.workers} workers: a shard is one "
+                  f"worker's job, so at most {len(todo)} run at once (lower samples_per_shard for more)")
+    executor.on_progress = bar.show
     errors: list[tuple[str, str]] = []   # (key, traceback text) of each unexpected exception
+    finished = 0
     try:
-        window = max(1, executor.capacity)
-        next_submit = 0
-        buffered: dict[int, list] = {}
-        next_write = 0
-        shard_counts, shard_failed, current = Counter(), [], None
-        finished = 0
-        while next_write < len(chunks):
-            while next_submit < len(chunks) and next_submit < next_write + window:
-                executor.submit(next_submit, chunks[next_submit][1])
-                next_submit += 1
-            tag, results = executor.next_done()
-            buffered[tag] = results
-            bar.update(results)
-            while next_write in buffered:
-                s = chunks[next_write][0]
-                if current != s:
-                    writer = AtomicShardWriter(shard_path(out, recipe.name, s))
-                    shard_counts, shard_failed, current = Counter(), [], s
-                for res in buffered.pop(next_write):
-                    shard_counts.update(res.counts)
-                    for k, v in res.examples.items():
-                        manifest["examples"].setdefault(k, v)
-                    if res.errors:
-                        for tb in res.errors:
-                            errors.append((res.key, tb))
-                            # a bug is shown as it happens, whole: under Ray it came from another process
-                            bar.write(f"{res.key}: unexpected error {len(errors)}/{max_errors} (a bug, not a "
-                                      f"bad input):\n{tb.rstrip()}")
-                    if res.members is None:
-                        shard_failed.append(res.key)
-                        if not res.errors:
-                            bar.write(f"skipped {res.key}: every attempt was rejected ({dict(res.counts)})")
-                    else:
-                        writer.write(res.key, res.members)
-                if len(errors) >= max_errors:
-                    raise _Abort
-                next_write += 1
-                last_of_shard = next_write == len(chunks) or chunks[next_write][0] != s
-                if last_of_shard:
-                    count, digest = writer.close()
-                    manifest["shards"].append({
-                        "index": s, "file": str(shard_path(out, recipe.name, s).relative_to(out)),
-                        "first": s * n_per, "count": count, "sha256": digest,
-                        "counts": dict(shard_counts), "failed_keys": shard_failed})
-                    manifest["shards"].sort(key=lambda d: d["index"])
-                    manifest["updated"] = _now()
-                    _summarise(manifest)
-                    write_json_atomic(out / "manifest.json", manifest)
-                    writer, current = None, None
-                    finished += 1
-                    if stop_after_shards is not None and finished >= stop_after_shards:
-                        raise _Stop
+        queue = list(reversed(todo))
+        in_flight = 0
+        while queue or in_flight:
+            while queue and in_flight < executor.workers:
+                executor.submit(queue.pop())
+                in_flight += 1
+            got = executor.next_done(timeout=0.5)
+            if got is None:
+                continue
+            in_flight -= 1
+            rec = got
+            bar.shard_done(rec)
+            for k, v in rec["examples"].items():
+                manifest["examples"].setdefault(k, v)
+            for key, tb in rec["errors"]:
+                errors.append((key, tb))
+                # a bug is shown whole: under Ray it came from another process
+                bar.write(f"{key}: unexpected error {len(errors)}/{max_errors} (a bug, not a bad input):\n{tb.rstrip()}")
+            bugs = {k for k, _ in rec["errors"]}
+            for key in rec["failed_keys"]:
+                if key not in bugs:
+                    bar.write(f"skipped {key}: every attempt was rejected")
+            if not rec["aborted"]:
+                manifest["shards"].append({k: rec[k] for k in _RECORD_KEYS})
+                manifest["shards"].sort(key=lambda d: d["index"])
+                manifest["updated"] = _now()
+                _summarise(manifest)
+                loc.write_json(MANIFEST, manifest)
+                finished += 1
+            if len(errors) >= max_errors:
+                raise _Abort
+            if stop_after_shards is not None and finished >= stop_after_shards:
+                raise _Stop
     except _Stop:
         pass
     except _Abort:
         key, tb = errors[0]
         manifest["error"] = {"key": key, "traceback": tb, "errors": len(errors), "max_errors": max_errors}
     finally:
-        if writer is not None:
-            writer.abort()  # the unfinished shard: its samples are regenerated by --resume
-        for p in (out / "shards").glob("*.tmp"):
-            # also one whose writer an interrupt (SIGTERM) cut short while it was being opened
-            p.unlink(missing_ok=True)
+        executor.close()  # cancels shards still in flight: their temp files are swept next
+        loc.remove_temps(SHARDS_DIR)
         bar.close()
-        executor.close()
     _summarise(manifest)
     manifest["complete"] = (len(manifest["shards"]) == n_shards and manifest["counts"]["kept"] == num
                             and "error" not in manifest)
     manifest["updated"] = _now()
-    write_json_atomic(out / "manifest.json", manifest)
+    loc.write_json(MANIFEST, manifest)
     if "error" in manifest:
         key, tb = errors[0]
         raise SampleError(f"{len(errors)} sample(s) raised an unexpected exception (a bug, not a bad input); the "
@@ -259,13 +319,13 @@ def build(recipe: Recipe, out: str | Path, num: int, *, executor, resume: bool =
     return manifest
 
 
-def _prepare(out: Path, recipe: Recipe, overwrite: bool) -> None:
-    if overwrite and (out / "shards").is_dir():
-        for p in (out / "shards").glob(f"{recipe.name}-*.tar*"):
-            p.unlink()
-    (out / "shards").mkdir(parents=True, exist_ok=True)
-    for p in (out / "shards").glob("*.tmp"):
-        p.unlink()  # a killed build's partial shard: its samples are regenerated
+def _prepare(loc: Location, recipe: Recipe, overwrite: bool) -> None:
+    if overwrite:
+        for name in loc.listdir(SHARDS_DIR):
+            if name.startswith(f"{recipe.name}-") and ".tar" in name:
+                loc.remove(f"{SHARDS_DIR}/{name}")
+    loc.makedirs(SHARDS_DIR)
+    loc.remove_temps(SHARDS_DIR)  # a killed build's partial shards: their samples are regenerated
 
 
 class _Stop(Exception):

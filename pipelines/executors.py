@@ -1,8 +1,11 @@
-"""Executors run ``SampleFactory.make`` over chunks of sample indices.
+"""Executors run shard jobs (:class:`pipelines.build.ShardJob`) and hand back their records.
 
-Both expose ``submit(tag, indices)`` and ``next_done() -> (tag, [SampleResult])`` plus
-``capacity`` (how many chunks may be in flight). ``LocalExecutor`` runs in this process (debugging,
-tiny builds); ``pipelines.ray_executor.RayExecutor`` runs a pool of Ray actors.
+Both expose ``start()``, ``workers`` (how many shards may be in flight; known after ``start``),
+``submit(job)``, ``next_done(timeout) -> record | None`` (a finished shard's record, in any order;
+None when nothing finished within ``timeout`` seconds), ``on_progress`` (called with
+``{shard index: samples made}`` of the shards in flight), ``describe()`` (for the manifest) and
+``close()`` (cancels what is in flight). :class:`LocalExecutor` runs in this process (debugging,
+tiny builds, no Ray); :class:`pipelines.ray_executor.RayExecutor` runs each shard as a Ray task.
 """
 from __future__ import annotations
 
@@ -13,21 +16,32 @@ from synth.recipe import Recipe
 
 
 class LocalExecutor:
-    capacity = 1
+    workers = 1
 
     def __init__(self, recipe: Recipe, catalog=None, num_threads: int | None = None):
         self.factory = SampleFactory(recipe, catalog=catalog, num_threads=num_threads)
         self._queue: deque = deque()
+        self.on_progress = None
 
     def start(self) -> None:
         self.factory.setup()
 
-    def submit(self, tag, indices: list[int]) -> None:
-        self._queue.append((tag, indices))
+    def describe(self) -> dict:
+        return {"executor": "local", "workers": 1}
 
-    def next_done(self):
-        tag, indices = self._queue.popleft()
-        return tag, [self.factory.make(i) for i in indices]
+    def submit(self, job) -> None:
+        self._queue.append(job)
+
+    def next_done(self, timeout: float | None = None):
+        from pipelines.build import make_shard
+
+        job = self._queue.popleft()
+
+        def tick(n: int) -> None:
+            if self.on_progress is not None:
+                self.on_progress({job.index: n})
+
+        return make_shard(self.factory, job, tick)
 
     def close(self) -> None:
-        pass
+        self._queue.clear()

@@ -121,7 +121,7 @@ def test_interrupted_build_resumes_without_loss_or_duplicates(sources, local_bui
     m1 = build(recipe, tmp_path, NUM, executor=LocalExecutor(recipe), progress=False, stop_after_shards=1)
     assert not m1["complete"] and len(m1["shards"]) == 1
     # a killed run also leaves a half-written temp shard behind
-    (tmp_path / "shards" / "ftsr-000001.tar.tmp").write_bytes(b"half a shard")
+    (tmp_path / "shards" / ".ftsr-000001.tar.k1ll3d.tmp").write_bytes(b"half a shard")
     with pytest.raises(BuildError, match="--resume"):
         build(recipe, tmp_path, NUM, executor=LocalExecutor(recipe), progress=False)
     m2 = build(recipe, tmp_path, NUM, executor=LocalExecutor(recipe), progress=False, resume=True)
@@ -129,7 +129,7 @@ def test_interrupted_build_resumes_without_loss_or_duplicates(sources, local_bui
     keys = [s["__key__"] for s in wds.WebDataset(sorted(str(p) for p in (tmp_path / "shards").glob("*.tar")),
                                                   shardshuffle=False)]
     assert keys == [f"ftsr-{i:09d}" for i in range(NUM)]
-    assert not list((tmp_path / "shards").glob("*.tmp"))
+    assert not list((tmp_path / "shards").glob("*.tmp")) and not list((tmp_path / "shards").glob(".*"))
     other = _recipe(sources, seed=3)
     with pytest.raises(BuildError, match="different recipe"):
         build(other, tmp_path, NUM, executor=LocalExecutor(other), progress=False, resume=True)
