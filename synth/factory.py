@@ -83,7 +83,12 @@ class SampleFactory:
             raise RecipeError(f"backgrounds.hr_size {r.backgrounds.hr_size} is not divisible by degrade.scale {r.degrade.scale}")
         self.ocr = create_ocr(r.ocr_engine, num_threads=self.num_threads)
         bg_sources = [(s.weight, open_source(s, catalog=self.catalog, want_labels=False)) for s in r.backgrounds.sources]
-        self.background = BackgroundStage(r.backgrounds, bg_sources, ocr=self.ocr)
+        verdicts = None
+        if r.backgrounds.verdicts:  # `synth prefilter` output: no background is OCR'd here
+            from synth.prefilter import read_verdicts
+
+            verdicts = read_verdicts(r.backgrounds.verdicts)
+        self.background = BackgroundStage(r.backgrounds, bg_sources, ocr=self.ocr, verdicts=verdicts)
         self.background.setup()
         rc = r.text.rendered
         known = {f.name for f in fields(RenderConfig)}
@@ -278,8 +283,16 @@ def check_recipe(recipe: Recipe, catalog=None) -> None:
     lo, hi = recipe.text.instances
     if not 1 <= lo <= hi:
         raise RecipeError(f"text.instances must be [min, max] with 1 <= min <= max, got {[lo, hi]}")
-    for s in recipe.backgrounds.sources:
-        len(open_source(s, catalog=catalog, want_labels=False))
+    bg_sources = [open_source(s, catalog=catalog, want_labels=False) for s in recipe.backgrounds.sources]
+    for s in bg_sources:
+        len(s)
+    if recipe.backgrounds.verdicts:
+        from models.ocr import create_ocr
+        from synth.prefilter import read_verdicts
+
+        # the engine's constructor loads no model; its identity hashes the model files once
+        read_verdicts(recipe.backgrounds.verdicts).check(recipe.backgrounds, bg_sources,
+                                                         create_ocr(recipe.ocr_engine).identity())
     if recipe.glyph is not None:
         from models.caption import CAPTIONERS
 

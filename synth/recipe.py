@@ -50,6 +50,8 @@ class BackgroundConfig:
     min_side_for_ocr: int = 1024       # … and smaller images enlarged to this long side (at most 2×), so
                                        # small text — name tags, badges — is found (PP-OCR misses ~8 px glyphs)
     flip: bool = True
+    verdicts: str = ""                 # a `synth prefilter` verdicts file (.jsonl or .parquet): size and
+                                       # OCR readings of every background, so no build OCRs one; "" = none
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,12 @@ class Recipe:
         return d
 
     def hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False).encode()
+        d = self.to_dict()
+        # backgrounds.verdicts is a precomputed cache of what the build would compute itself, checked
+        # against the sources, the OCR settings and the engine before use: it never changes a sample,
+        # so a build with it has the hash (and the bytes) of the same build without it
+        d["backgrounds"].pop("verdicts", None)
+        blob = json.dumps(d, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
