@@ -126,8 +126,10 @@ def _cmd_build(a) -> int:
     from synth.recipe import load_recipe
     from synth.shards import read_manifest
 
-    out = _not_a_file(a.out, "--out")
-    recipe = load_recipe(a.recipe, a.set)
+    from models.files import is_url
+
+    out = a.out if is_url(a.out) else _not_a_file(a.out, "--out")
+    recipe = _absolute_verdicts(load_recipe(a.recipe, a.set))
     catalog = load_catalog(a.datasets)
     check_recipe(recipe, catalog)
     if a.executor == "local":
@@ -139,14 +141,45 @@ def _cmd_build(a) -> int:
                          num_threads=a.threads or 1)
     if a.resume and read_manifest(out) is None:
         print(f"synth: no build in {out} to resume; starting a new one", file=sys.stderr)
-    m = build(recipe, out, a.num, executor=ex, resume=a.resume, overwrite=a.overwrite,
-              chunk=a.chunk, progress=not a.no_progress, max_errors=a.max_errors)
+    if a.verify and not a.resume:
+        raise UsageError("--verify re-hashes the finished shards of a build being resumed; add --resume")
+    m = build(recipe, out, a.num, executor=ex, resume=a.resume, overwrite=a.overwrite, verify=a.verify,
+              progress=not a.no_progress, max_errors=a.max_errors)
     c = m["counts"]
-    print(f"wrote {c['kept']} samples in {len(m['shards'])} shard(s) to {out / 'shards'}; "
-          f"manifest {out / 'manifest.json'}")
+    print(f"wrote {c['kept']} samples in {len(m['shards'])} shard(s) to {str(out).rstrip('/')}/shards; "
+          f"manifest {str(out).rstrip('/')}/manifest.json")
     if not m["complete"]:
         print(f"synth: build incomplete: {missing_summary(m)}", file=sys.stderr)
         return EXIT_INCOMPLETE
+    return 0
+
+
+def _absolute_verdicts(recipe):
+    """``backgrounds.verdicts`` as an absolute path: workers read it themselves, from their own
+    working directory (the recipe hash leaves this key out, so nothing else changes)."""
+    import dataclasses
+
+    v = recipe.backgrounds.verdicts
+    if not v or "://" in v:
+        return recipe
+    bg = dataclasses.replace(recipe.backgrounds, verdicts=str(Path(v).expanduser().resolve()))
+    return dataclasses.replace(recipe, backgrounds=bg)
+
+
+def _cmd_prefilter(a) -> int:
+    from models.datasets import load_catalog
+    from pipelines.prefilter import prefilter
+    from synth.recipe import load_recipe
+
+    if Path(a.out).is_dir():
+        raise UsageError(f"--out {a.out} is a directory; give the verdicts file (.jsonl or .parquet)")
+    recipe = load_recipe(a.recipe, a.set)
+    s = prefilter(recipe, a.source or None, a.out, catalog=load_catalog(a.datasets), workers=a.workers,
+                  address=a.address, resume=a.resume, progress=not a.no_progress)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(s["counts"].items()))
+    rate = f"{s['images_per_s']:.2f} images/s" if s["images_per_s"] else "nothing left to OCR"
+    print(f"wrote verdicts of {s['images']} images to {s['out']} ({counts}; {rate}). Use it with "
+          f"--set backgrounds.verdicts={s['out']}")
     return 0
 
 
@@ -204,25 +237,44 @@ def synth_main(argv: list[str] | None = None) -> int:
                               "continue with --resume)")
     b.add_argument("--recipe", default="ftsr", help="built-in recipe name or a YAML file (default ftsr)")
     b.add_argument("--num", type=_positive("--num"), required=True, help="number of samples")
-    b.add_argument("--out", required=True, help="output directory (shards/, manifest.json)")
+    b.add_argument("--out", required=True,
+                   help="output directory (shards/, manifest.json): a local or shared path, or an fsspec URL "
+                        "(s3://bucket/corpus, gs://...) that every worker can write")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key, e.g. --set degrade.scale=8 (repeatable)")
-    b.add_argument("--workers", type=_positive("--workers"), default=max(1, os.cpu_count() or 1),
-                   help="Ray workers (default: CPU count)")
+    b.add_argument("--workers", type=_positive("--workers"), default=None,
+                   help="shards built at once, one Ray task each (default: the cluster's CPUs; with no --address, "
+                        "this machine's)")
     b.add_argument("--address", default=None, help="join an existing Ray cluster (e.g. ray://host:10001 or host:6379)")
     b.add_argument("--executor", choices=("ray", "local"), default="ray",
                    help="ray (default; local Ray unless --address) or local (this process, no Ray)")
     b.add_argument("--threads", type=_positive("--threads"), default=None,
                    help="threads per worker for OpenCV/onnxruntime (Ray default 1)")
-    b.add_argument("--chunk", type=_positive("--chunk"), default=4, help="samples per task")
     b.add_argument("--max-errors", type=_positive("--max-errors"), default=3,
                    help="stop the build at the N-th unexpected exception in a sample (a bug, shown with its "
                         "traceback; exit 1). Rejected inputs are counted, never fatal (default 3)")
     b.add_argument("--datasets", default=None, help="extra datasets.yaml (adds/overrides entries)")
-    b.add_argument("--resume", action="store_true", help="continue an interrupted build in --out")
+    b.add_argument("--resume", action="store_true",
+                   help="continue an interrupted build in --out (trusts the manifest's finished shards)")
+    b.add_argument("--verify", action="store_true", help="with --resume: re-hash every finished shard first")
     b.add_argument("--overwrite", action="store_true", help="replace a previous build in --out")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(fn=_cmd_build)
+    pf = sub.add_parser("prefilter", help="OCR every background image once (Ray job): a verdicts file for "
+                                          "backgrounds.verdicts, so builds never OCR a background")
+    pf.add_argument("--source", action="append", default=[], metavar="NAME",
+                    help="a background source (recipe source name/path, datasets.yaml name, skimage-photos); "
+                         "repeatable; default: every background source of the recipe")
+    pf.add_argument("--out", required=True, help="verdicts file: .parquet, or JSONL for any other suffix")
+    pf.add_argument("--recipe", default="ftsr", help="recipe whose OCR engine and background settings apply")
+    pf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    pf.add_argument("--workers", type=_positive("--workers"), default=None,
+                    help="Ray tasks at once (default: the cluster's CPUs)")
+    pf.add_argument("--address", default=None, help="join an existing Ray cluster (HOST:PORT)")
+    pf.add_argument("--resume", action="store_true", help="continue from <out>.partial.jsonl")
+    pf.add_argument("--datasets", default=None, help="extra datasets.yaml (adds/overrides entries)")
+    pf.add_argument("--no-progress", action="store_true")
+    pf.set_defaults(fn=_cmd_prefilter)
     sub.add_parser("list", help="recipes, stages, engines, presets").set_defaults(fn=_cmd_list)
     i = sub.add_parser("inspect", help="counts and a contact sheet of a build")
     i.add_argument("out")
