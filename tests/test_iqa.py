@@ -413,48 +413,6 @@ def test_piqe_offline_equals_pyiqa(pairs, offline_caches):
     assert m.settings()["weights"] == {} and m.settings()["lower_is_better"]
 
 
-class _FolderFID:
-    """Stands in for pyiqa's fid network: reports how many images each folder holds."""
-
-    def __call__(self, d1, d2, **kw):
-        import os
-
-        self.seen = (sorted(os.listdir(d1)), sorted(os.listdir(d2)), kw)
-        return 100 * len(os.listdir(d1)) + len(os.listdir(d2))
-
-
-def test_fid_accumulates_paths_merges_by_union_and_scores_folders(tmp_path):
-    from evalkit.metrics.iqa import FID
-
-    class StubFID(FID):
-        def _find_weights(self):
-            return {}
-
-        def _build(self):
-            return _FolderFID()
-
-    for i in range(4):
-        (tmp_path / f"sr{i}.png").write_bytes(b"")
-        (tmp_path / f"hr{i}.PNG").write_bytes(b"")
-    def sample(i):
-        return EvalSample(key=str(i), sr=np.zeros((4, 4, 3), np.uint8),
-                          extra={"sr_path": str(tmp_path / f"sr{i}.png"), "hr_path": str(tmp_path / f"hr{i}.PNG")})
-
-    a, b = StubFID(), StubFID()
-    assert a.update(sample(0)) == {"fid": None}
-    a.update(sample(1)), a.update(sample(2))
-    b.update(sample(2)), b.update(sample(3))  # sample 2 seen by both workers: counted once
-    b.update(EvalSample(key="x", sr=np.zeros((4, 4, 3), np.uint8)))
-    a.merge(b)
-    assert a.compute() == {"fid": 404.0} and a.skipped == 1
-    names_sr, names_hr, kw = a._net.seen
-    assert names_sr == [f"{i:07d}.png" for i in range(4)] and names_hr == [f"{i:07d}.png" for i in range(4)]
-    assert kw["mode"] == "clean"
-    one = StubFID()
-    one.update(sample(0))
-    assert one.compute() == {"fid": None}  # fewer than 2 images
-
-
 def test_registry_names_and_uniform_construction(offline_caches):
     from evalkit.metrics.registry import DEFAULT_METRICS, METRICS, create_metric, list_metrics
     from models.registry import UnknownNameError
@@ -536,53 +494,3 @@ def test_weights_unavailable_pickles():
     assert back.reason == e.reason and back.files == e.files and isinstance(back, MetricUnavailable)
 
 
-def _standin_fid_inception(path):
-    """pyiqa's FID Inception (pytorch-fid layout) with random weights, saved where pyiqa looks."""
-    from pyiqa.archs import inception as inc
-
-    torch.manual_seed(0)
-    net = inc._inception_v3(num_classes=1008, aux_logits=False, pretrained=False)
-    net.Mixed_5b, net.Mixed_5c, net.Mixed_5d = (inc.FIDInceptionA(192, 32), inc.FIDInceptionA(256, 64),
-                                                inc.FIDInceptionA(288, 64))
-    net.Mixed_6b, net.Mixed_6c = inc.FIDInceptionC(768, 128), inc.FIDInceptionC(768, 160)
-    net.Mixed_6d, net.Mixed_6e = inc.FIDInceptionC(768, 160), inc.FIDInceptionC(768, 192)
-    net.Mixed_7b, net.Mixed_7c = inc.FIDInceptionE_1(1280), inc.FIDInceptionE_2(2048)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), path)
-
-
-def test_fid_end_to_end_on_linked_folders_equals_pyiqa_on_the_folders(pairs, tmp_path, monkeypatch):
-    import pyiqa
-    import pyiqa.utils.download_util as dl
-    from pyiqa.archs import fid_arch
-
-    from evalkit.metrics.iqa import FID
-    from tests.helpers import write_png
-
-    # scipy's sqrtm of a 2048x2048 covariance takes ~10 s on 2 cores; the Fréchet formula is pyiqa's
-    # business, so compare what goes into it (the two feature sets' means and covariances)
-    monkeypatch.setattr(fid_arch, "frechet_distance",
-                        lambda mu1, s1, mu2, s2: float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + 2 * np.trace(s2)))
-
-    # pyiqa fixed its cache dir at import; point it (for this test only) at a temporary one, and put
-    # the stand-in file in TEXTSR_WEIGHTS: the adapter must link it into pyiqa's cache
-    monkeypatch.setattr(dl, "DEFAULT_CACHE_DIR", str(tmp_path / "pyiqa-cache"))
-    monkeypatch.setenv("TEXTSR_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    _standin_fid_inception(tmp_path / "weights" / "pt_inception-2015-12-05-6726825d.pth")
-    samples = []
-    for name, sr, hr in pairs[:4]:
-        p_sr, p_hr = write_png(tmp_path / "sr" / f"{name}.png", sr), write_png(tmp_path / "hr" / f"{name}.png", hr)
-        samples.append(EvalSample(key=name, sr=sr, hr=hr, extra={"sr_path": str(p_sr), "hr_path": str(p_hr)}))
-    a, b = FID(device="cpu"), FID(device="cpu", crop_border=4, ocr=None)
-    assert (tmp_path / "pyiqa-cache" / "pt_inception-2015-12-05-6726825d.pth").is_symlink()
-    for s in samples[:2]:
-        a.update(s)
-    for s in samples[2:]:
-        b.update(s)
-    a.merge(b)
-    ours = a.compute()["fid"]
-    ref = pyiqa.create_metric("fid", device="cpu")
-    expect = float(ref(str(tmp_path / "sr"), str(tmp_path / "hr"), mode="clean", num_workers=0, verbose=False))
-    assert ours == pytest.approx(expect, rel=1e-6) and ours > 0
-    assert a.settings()["mode"] == "clean"

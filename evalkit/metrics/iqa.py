@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +43,13 @@ from evalkit.metrics.base import MeanMetric, Metric, MetricUnavailable
 from evalkit.metrics.fidelity import REGION_RULE, text_region
 from evalkit.sample import EvalSample
 from models.files import atomic_path, sha256_file
-from models.weights import WeightsFile, WeightsMissingError, hf_cache_dir, resolve, weights_dir
+from models.weights import (
+    WeightsFile,
+    WeightsMissingError,
+    hf_cache_dir,
+    resolve,
+    weights_dir,
+)
 
 PYIQA_HF_REPO = "chaofengc/IQA-PyTorch-Weights"
 INPUT_RANGE = "RGB float32 in [0, 1] (uint8 / 255), NCHW, one image per call"
@@ -518,93 +522,3 @@ class TextLPIPS(LPIPS):
             return None
         x0, y0, x1, y1 = text_box(region, self.min_size)
         return self.score(sample.sr[y0:y1, x0:x1], sample.hr[y0:y1, x0:x1])
-
-
-# ----------------------------------------------------------------------------- FID
-
-class FID(Metric):
-    """FID between the set of SR images and the set of HR images, folder to folder (pyiqa ``fid``,
-    clean-fid "clean" mode: PIL bicubic resize to 299², pytorch-fid Inception pool3, 2048-d).
-
-    The state is the two lists of image *paths* read from ``sample.extra["sr_path"]`` and
-    ``["hr_path"]``; ``merge`` is their union (a path counted once), so split runs add up exactly.
-    ``compute()`` symlinks the paths into two temporary folders (pyiqa scores whole folders) and runs
-    pyiqa on them; None with fewer than 2 images on a side. Samples without a path are counted in
-    ``skipped``. ``update`` returns ``{"fid": None}``: FID has no per-image value.
-    """
-
-    name = "fid"
-    higher_is_better = False
-    needs = frozenset({"sr", "hr"})
-    mode = "clean"
-
-    def __init__(self, *, device: Any = "cpu", allow_download: bool = False, num_workers: int = 0,
-                 batch_size: int = 8, **_runner_kw: Any):
-        self.device = str(device)
-        self.allow_download = bool(allow_download)
-        self.num_workers, self.batch_size = int(num_workers), int(batch_size)
-        self.weights = self._find_weights()
-        with contextlib.redirect_stdout(sys.stderr):
-            self._net = self._build()
-        self.reset()
-
-    def _find_weights(self) -> dict[str, str]:
-        (need,) = REQUIRED["fid"]
-        _import_pyiqa()
-        from pyiqa.utils.download_util import DEFAULT_CACHE_DIR  # fixed when pyiqa was imported
-
-        return {need.file.filename: str(locate(need, self.allow_download, target_dir=Path(DEFAULT_CACHE_DIR)))}
-
-    def _build(self) -> Callable:
-        import torch
-
-        return _import_pyiqa().create_metric("fid", device=torch.device(self.device))
-
-    def settings(self) -> dict[str, Any]:
-        return {"metric": self.name, "pyiqa_metric": "fid", "pyiqa_version": _pyiqa_version(), "mode": self.mode,
-                "features": "pytorch-fid InceptionV3 pool3 (2048)", "sets": "SR folder vs HR folder",
-                "lower_is_better": True, "input_range": "image files, read by PIL as RGB",
-                "device": self.device, "weights": dict(self.weights), "merge": "union of image paths"}
-
-    def reset(self) -> None:
-        self.sr_paths: list[str] = []
-        self.hr_paths: list[str] = []
-        self.skipped = 0
-
-    def update(self, sample: EvalSample) -> dict[str, float | None]:
-        sr, hr = sample.extra.get("sr_path"), sample.extra.get("hr_path")
-        if sr:
-            self.sr_paths.append(str(Path(sr).absolute()))
-        if hr:
-            self.hr_paths.append(str(Path(hr).absolute()))
-        if not (sr and hr):
-            self.skipped += 1
-        return {self.name: None}
-
-    def merge(self, other: FID) -> None:
-        self.sr_paths = sorted(set(self.sr_paths) | set(other.sr_paths))
-        self.hr_paths = sorted(set(self.hr_paths) | set(other.hr_paths))
-        self.skipped += other.skipped
-
-    def compute(self) -> dict[str, float | None]:
-        sr, hr = sorted(set(self.sr_paths)), sorted(set(self.hr_paths))
-        if len(sr) < 2 or len(hr) < 2:
-            return {self.name: None}
-        tmp = Path(tempfile.mkdtemp(prefix="textsr-fid-"))
-        try:
-            d_sr, d_hr = link_folder(sr, tmp / "sr"), link_folder(hr, tmp / "hr")
-            with contextlib.redirect_stdout(sys.stderr):
-                value = self._net(str(d_sr), str(d_hr), mode=self.mode, num_workers=self.num_workers,
-                                  batch_size=self.batch_size, verbose=False)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return {self.name: float(value)}
-
-
-def link_folder(paths: list[str], folder: Path) -> Path:
-    """A folder of symlinks ``0000000<ext>``, ``0000001<ext>`` … to ``paths`` (in order), so that
-    pyiqa's folder scan sees exactly these images once each."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, p in enumerate(paths):
-        os.symlink(os.path.abspath(p), folder / f"{i:07d}{Path(p).suffix.lower()}")
-    return folder

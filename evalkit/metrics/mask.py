@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.metrics.base import Metric
+from evalkit.metrics.base import ExactSum, Metric
 from evalkit.sample import EvalSample
 
 
@@ -53,15 +53,16 @@ class MaskMetric(Metric):
 
     def reset(self) -> None:
         self.tp = self.fp = self.fn = 0
-        self.image_sum = 0.0
+        self.image_sum = ExactSum()  # per-image values, summed exactly (order-independent)
         self.images = 0
         self.no_gt = self.no_pred = self.empty = 0
 
-    def merge(self, other: "MaskMetric") -> None:
+    def merge(self, other: MaskMetric) -> None:
         if type(other) is not type(self) or other.threshold != self.threshold:
             raise ValueError(f"cannot merge {self.name} states with other settings")
-        for k in ("tp", "fp", "fn", "image_sum", "images", "no_gt", "no_pred", "empty"):
+        for k in ("tp", "fp", "fn", "images", "no_gt", "no_pred", "empty"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
+        self.image_sum.merge(other.image_sum)
 
     def _ratio(self, tp: int, fp: int, fn: int) -> float | None:
         raise NotImplementedError
@@ -80,7 +81,7 @@ class MaskMetric(Metric):
             self.empty += 1
             return {self.name: None}
         self.tp, self.fp, self.fn = self.tp + tp, self.fp + fp, self.fn + fn
-        self.image_sum += v
+        self.image_sum.add(v)
         self.images += 1
         return {self.name: v}
 
@@ -110,7 +111,7 @@ class MaskIoU(MaskMetric):
 
     def compute(self) -> dict[str, Any]:
         return {"mask_iou": self._ratio(self.tp, self.fp, self.fn) if self.images else None,
-                "mask_iou_image_mean": self.image_sum / self.images if self.images else None,
+                "mask_iou_image_mean": self.image_sum.value() / self.images if self.images else None,
                 "mask_images": self.images}
 
 
@@ -127,4 +128,4 @@ class MaskF1(MaskMetric):
         return {"mask_f1": self._ratio(tp, fp, fn) if self.images else None,
                 "mask_precision": tp / (tp + fp) if self.images and tp + fp else None,
                 "mask_recall": tp / (tp + fn) if self.images and tp + fn else None,
-                "mask_f1_image_mean": self.image_sum / self.images if self.images else None}
+                "mask_f1_image_mean": self.image_sum.value() / self.images if self.images else None}

@@ -1,9 +1,9 @@
 """OCR metrics on SR output: TADiSR's OCR-A, end-to-end OCR-F1, and character hallucination.
 
 All three read text with one of our OCR engines (``models.ocr``, default ``rapidocr-ppocrv4``,
-PP-OCRv4 det+rec as TADiSR used PP-OCR) and keep only integer counts and float sums: plain
-data, so the runner's resume state carries them, and per-worker states ``merge`` into what one
-process computes (up to float rounding). ``needs`` lists ``ocr_hr`` / ``ocr_sr`` so the runner reads (and caches) the OCR lines
+PP-OCRv4 det+rec as TADiSR used PP-OCR) and keep only integer counts and exact float sums
+(:class:`~evalkit.metrics.base.ExactSum`): ``state()`` is plain data, so the runner's resume state
+carries it, and per-worker states ``merge`` into exactly (bit for bit) what one process computes. ``needs`` lists ``ocr_hr`` / ``ocr_sr`` so the runner reads (and caches) the OCR lines
 once per image for all metrics; a metric reads them itself when they are absent.
 
 Regions (shared by :class:`OCRAccuracy` and :class:`CharHallucination`):
@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.metrics.base import Metric
+from evalkit.metrics.base import ExactSum, Metric
 from evalkit.metrics.ocr_match import (
     DONT_CARE_AREA_FRACTION,
     DONT_CARE_TEXT,
@@ -238,9 +238,10 @@ class OCRAccuracy(Metric):
         }
 
     def reset(self) -> None:
-        self.region_sum = self.region_sum_ci = 0.0
+        # exact sums: region scores one by one, per-image means one by one (order-independent)
+        self.region_sum, self.region_sum_ci = ExactSum(), ExactSum()
         self.regions = 0
-        self.image_sum = self.image_sum_ci = 0.0
+        self.image_sum, self.image_sum_ci = ExactSum(), ExactSum()
         self.images = 0
         self.skipped = 0
 
@@ -252,18 +253,19 @@ class OCRAccuracy(Metric):
             return {"ocr_a": None, "ocr_a_ci": None, "ocr_a_regions": 0, "ocr_a_ref": reads.source,
                     "ocr_a_evidence": []}
         scores = [levenshtein_ratio(p, r, self.distance) for p, r in zip(reads.preds, reads.refs)]
-        s = math.fsum(scores)
-        s_ci = math.fsum(levenshtein_ratio(_ci(p), _ci(r), self.distance)
-                         for p, r in zip(reads.preds, reads.refs))
+        scores_ci = [levenshtein_ratio(_ci(p), _ci(r), self.distance)
+                     for p, r in zip(reads.preds, reads.refs)]
+        s, s_ci = math.fsum(scores), math.fsum(scores_ci)
         evidence = [{"polygon": _poly_json(poly), "ref": ref, "read": pred, "score": score,
                      "conf": conf}
                     for poly, ref, pred, score, conf in zip(reads.polygons, reads.refs, reads.preds,
                                                             scores, reads.confs)]
-        self.region_sum += s
-        self.region_sum_ci += s_ci
+        for v, v_ci in zip(scores, scores_ci):
+            self.region_sum.add(v)
+            self.region_sum_ci.add(v_ci)
         self.regions += n
-        self.image_sum += s / n
-        self.image_sum_ci += s_ci / n
+        self.image_sum.add(s / n)
+        self.image_sum_ci.add(s_ci / n)
         self.images += 1
         return {"ocr_a": s / n, "ocr_a_ci": s_ci / n, "ocr_a_regions": n,
                 "ocr_a_ref": reads.source, "ocr_a_evidence": evidence}
@@ -271,10 +273,10 @@ class OCRAccuracy(Metric):
     def compute(self) -> dict[str, Any]:
         r, i = self.regions, self.images
         return {
-            "ocr_a": self.region_sum / r if r else None,
-            "ocr_a_image_mean": self.image_sum / i if i else None,
-            "ocr_a_ci": self.region_sum_ci / r if r else None,
-            "ocr_a_ci_image_mean": self.image_sum_ci / i if i else None,
+            "ocr_a": self.region_sum.value() / r if r else None,
+            "ocr_a_image_mean": self.image_sum.value() / i if i else None,
+            "ocr_a_ci": self.region_sum_ci.value() / r if r else None,
+            "ocr_a_ci_image_mean": self.image_sum_ci.value() / i if i else None,
             "ocr_a_regions": r,
             "ocr_a_images": i,
             "ocr_a_skipped": self.skipped,
@@ -282,11 +284,9 @@ class OCRAccuracy(Metric):
 
     def merge(self, other: OCRAccuracy) -> None:
         _check_merge(self, other)
-        self.region_sum += other.region_sum
-        self.region_sum_ci += other.region_sum_ci
+        for k in ("region_sum", "region_sum_ci", "image_sum", "image_sum_ci"):
+            getattr(self, k).merge(getattr(other, k))
         self.regions += other.regions
-        self.image_sum += other.image_sum
-        self.image_sum_ci += other.image_sum_ci
         self.images += other.images
         self.skipped += other.skipped
 

@@ -26,7 +26,7 @@ METRICS = Registry("metric", {
     "lpips": "evalkit.metrics.iqa:LPIPS",
     "text_lpips": "evalkit.metrics.iqa:TextLPIPS",
     "dists": "evalkit.metrics.iqa:DISTS",
-    "fid": "evalkit.metrics.iqa:FID",
+    "fid": "evalkit.metrics.fid:FID",
     # pyiqa, no reference
     "niqe": "evalkit.metrics.iqa:NIQE",
     "musiq": "evalkit.metrics.iqa:MUSIQ",

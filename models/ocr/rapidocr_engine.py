@@ -37,13 +37,23 @@ Threads: ``num_threads`` sets onnxruntime's intra-op threads of every session (d
 the probability-map session); ``None`` leaves onnxruntime's default (all cores). Use 1 when several
 worker processes share the machine.
 
+Device: ``device="cpu"`` (default), ``"cuda"`` or ``"cuda:N"``. For CUDA, when onnxruntime has the
+``CUDAExecutionProvider`` (the ``onnxruntime-gpu`` package), every session runs on
+``[CUDAExecutionProvider (device_id N), CPUExecutionProvider]``; when it has not, the engine warns
+once and runs on CPU. :meth:`settings` names the provider chosen (``provider``), so caches and run
+identities tell CPU and GPU readings apart (their float results differ in the last bits). A CUDA
+session that onnxruntime silently builds on CPU (CUDA libraries missing) is an error, never a
+silent CPU run under a GPU name.
+
 Sessions are built lazily: ``detect_prob`` only loads the detector, ``recognize`` only the
 recogniser (v6) or the whole pipeline (v4, whose package loads det/cls/rec together).
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +61,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from models.errors import TextsrError
 from models.ocr.base import OCREngine, OCRInputError, OCRLine, check_rgb_image
+
+log = logging.getLogger(__name__)
 
 # PaddleOCR trains its DB detectors on BGR images normalised with these ImageNet statistics
 # (``NormalizeImage`` in its det configs). RapidOCR's own preprocessing uses 0.5/0.5; both give
@@ -82,17 +95,77 @@ def _check_threads(num_threads: int | None) -> None:
         raise OCRInputError(f"num_threads must be a positive int or None, got {num_threads!r}")
 
 
-def make_session(model_path: str, num_threads: int | None = None):
-    """An onnxruntime CPU session for ``model_path`` with ``num_threads`` intra-op threads."""
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+NO_CUDA_WARNING = "onnxruntime has no CUDA provider (install onnxruntime-gpu); OCR runs on CPU"
+_warned_no_cuda = False
+
+
+class OCRDeviceError(TextsrError, RuntimeError):
+    """onnxruntime was asked for CUDA, lists the provider, but built the session on CPU."""
+
+
+def parse_device(device: str | None) -> tuple[str, int]:
+    """``"cpu"`` / ``"cuda"`` / ``"cuda:N"`` (also a ``torch.device``) -> ``("cpu", 0)`` or
+    ``("cuda", N)``; anything else raises :class:`OCRInputError`."""
+    d = "cpu" if device is None else str(device).strip().lower()
+    m = re.fullmatch(r"cuda(?::(\d+))?", d)
+    if d == "cpu":
+        return "cpu", 0
+    if m:
+        return "cuda", int(m.group(1) or 0)
+    raise OCRInputError(f"OCR device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def onnx_providers(device: str | None) -> list:
+    """The onnxruntime providers for ``device``: ``["CPUExecutionProvider"]``, or for CUDA
+    ``[("CUDAExecutionProvider", {"device_id": N}), "CPUExecutionProvider"]`` when onnxruntime has
+    the CUDA provider; otherwise CPU, with a warning (once per process, stderr via logging)."""
+    global _warned_no_cuda
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return [CPU_PROVIDER]
     import onnxruntime as ort
 
+    if CUDA_PROVIDER in ort.get_available_providers():
+        return [(CUDA_PROVIDER, {"device_id": index}), CPU_PROVIDER]
+    if not _warned_no_cuda:
+        _warned_no_cuda = True
+        log.warning(NO_CUDA_WARNING)
+    return [CPU_PROVIDER]
+
+
+def provider_name(providers: list) -> str:
+    """``"CPUExecutionProvider"`` or ``"CUDAExecutionProvider:N"``: the first provider of a list."""
+    first = providers[0]
+    if isinstance(first, tuple):
+        return f"{first[0]}:{first[1].get('device_id', 0)}"
+    return str(first)
+
+
+def _check_session_provider(session, providers: list, model_path: str) -> None:
+    want = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+    got = session.get_providers()[0]
+    if got != want:
+        raise OCRDeviceError(f"onnxruntime built {Path(model_path).name} on {got}, not {want} (are the "
+                             f"CUDA/cuDNN libraries onnxruntime-gpu needs installed?); use device='cpu'")
+
+
+def make_session(model_path: str, num_threads: int | None = None, providers: list | None = None):
+    """An onnxruntime session for ``model_path`` with ``num_threads`` intra-op threads on
+    ``providers`` (default CPU; see :func:`onnx_providers`)."""
+    import onnxruntime as ort
+
+    providers = providers or [CPU_PROVIDER]
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if num_threads is not None:
         opts.intra_op_num_threads = num_threads
         opts.inter_op_num_threads = 1
-    return ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model_path, sess_options=opts, providers=providers)
+    _check_session_provider(sess, providers, model_path)
+    return sess
 
 
 def det_input_size(h: int, w: int, limit_side_len: int, limit_type: str) -> tuple[int, int]:
@@ -116,8 +189,10 @@ class _RapidOCRBase(OCREngine):
     """Shared parts: input checks, the lazily built DB probability-map session, result packing."""
 
     def __init__(self, det_model_path: str, num_threads: int | None, det_limit_side_len: int,
-                 det_limit_type: str, text_score: float, use_cls: bool):
+                 det_limit_type: str, text_score: float, use_cls: bool, device: str | None = "cpu"):
         _check_threads(num_threads)
+        self.device = "cpu" if device is None else str(device)
+        self.providers = onnx_providers(self.device)  # decided once, here: settings() names it
         if det_limit_type not in ("max", "min"):
             raise OCRInputError(f"det_limit_type must be 'max' or 'min', got {det_limit_type!r}")
         if det_limit_side_len < 32:
@@ -143,7 +218,12 @@ class _RapidOCRBase(OCREngine):
                 "models": [Path(p).name for p in (self.det_model_path, self.rec_model_path,
                                                    self.cls_model_path)],
                 "det_limit": f"{self.det_limit_type} {self.det_limit_side_len}",
-                "text_score": self.text_score, "use_cls": self.use_cls}
+                "text_score": self.text_score, "use_cls": self.use_cls,
+                "provider": provider_name(self.providers)}
+
+    @property
+    def on_cuda(self) -> bool:
+        return provider_name(self.providers).startswith(CUDA_PROVIDER)
 
     # -- detection probability map -------------------------------------------------------------
     def detect_prob(self, image: np.ndarray, limit_side_len: int | None = None,
@@ -162,7 +242,7 @@ class _RapidOCRBase(OCREngine):
         x = (x.astype(np.float32) / 255.0 - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
         x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
         if self._det_session is None:
-            self._det_session = make_session(self.det_model_path, self.num_threads)
+            self._det_session = make_session(self.det_model_path, self.num_threads, self.providers)
         sess = self._det_session
         prob = sess.run(None, {sess.get_inputs()[0].name: x})[0][0, 0]
         prob = cv2.resize(prob.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
@@ -197,6 +277,7 @@ class RapidOCRv4Engine(_RapidOCRBase):
     use_cls:            run the 180° text-line classifier in :meth:`readtext`.
     det_model_path, rec_model_path, cls_model_path: explicit ONNX files (default: the wheel's).
     rec_keys_path:      character dictionary for a recogniser without one embedded in its metadata.
+    device:             "cpu" (default), "cuda" or "cuda:N" (module docstring).
     """
 
     name = "rapidocr-ppocrv4"
@@ -204,10 +285,12 @@ class RapidOCRv4Engine(_RapidOCRBase):
     def __init__(self, num_threads: int | None = None, det_limit_side_len: int = 960,
                  det_limit_type: str = "max", text_score: float = 0.5, use_cls: bool = True,
                  det_model_path: str | None = None, rec_model_path: str | None = None,
-                 cls_model_path: str | None = None, rec_keys_path: str | None = None):
+                 cls_model_path: str | None = None, rec_keys_path: str | None = None,
+                 device: str | None = "cpu"):
         models = _package_dir("rapidocr_onnxruntime") / "models"
         det = _existing(det_model_path, models / "ch_PP-OCRv4_det_infer.onnx", "detection")
-        super().__init__(det, num_threads, det_limit_side_len, det_limit_type, text_score, use_cls)
+        super().__init__(det, num_threads, det_limit_side_len, det_limit_type, text_score, use_cls,
+                         device)
         self.rec_model_path = _existing(rec_model_path, models / "ch_PP-OCRv4_rec_infer.onnx",
                                         "recognition")
         self.cls_model_path = _existing(cls_model_path, models / "ch_ppocr_mobile_v2.0_cls_infer.onnx",
@@ -237,6 +320,13 @@ class RapidOCRv4Engine(_RapidOCRBase):
             # parser, and a release that ignored them would silently batch again
             ocr.text_rec.rec_batch_num = 1
             ocr.text_cls.cls_batch_num = 1
+            if self.on_cuda:
+                # the package's own CUDA switch always takes device 0; put our sessions (the chosen
+                # device, checked) into its three session wrappers instead
+                for holder, path in ((ocr.text_det.infer, self.det_model_path),
+                                     (ocr.text_rec.session, self.rec_model_path),
+                                     (ocr.text_cls.infer, self.cls_model_path)):
+                    holder.session = make_session(path, self.num_threads, self.providers)
             self._ocr = ocr
         return self._ocr
 
@@ -272,10 +362,12 @@ class RapidOCRv6Engine(_RapidOCRBase):
     def __init__(self, num_threads: int | None = None, det_limit_side_len: int = 960,
                  det_limit_type: str = "max", text_score: float = 0.5, use_cls: bool = True,
                  det_model_path: str | None = None, rec_model_path: str | None = None,
-                 cls_model_path: str | None = None, rec_keys_path: str | None = None):
+                 cls_model_path: str | None = None, rec_keys_path: str | None = None,
+                 device: str | None = "cpu"):
         models = _package_dir("rapidocr") / "models"
         det = _existing(det_model_path, models / "PP-OCRv6_det_small.onnx", "detection")
-        super().__init__(det, num_threads, det_limit_side_len, det_limit_type, text_score, use_cls)
+        super().__init__(det, num_threads, det_limit_side_len, det_limit_type, text_score, use_cls,
+                         device)
         self.rec_model_path = _existing(rec_model_path, models / "PP-OCRv6_rec_small.onnx",
                                         "recognition")
         self.cls_model_path = _existing(cls_model_path, models / "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
@@ -305,7 +397,16 @@ class RapidOCRv6Engine(_RapidOCRBase):
                 params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
             if self.rec_keys_path is not None:
                 params["Rec.rec_keys_path"] = self.rec_keys_path
-            self._ocr = RapidOCR(params=params)
+            if self.on_cuda:
+                params["EngineConfig.onnxruntime.use_cuda"] = True
+                params["EngineConfig.onnxruntime.cuda_ep_cfg.device_id"] = self.providers[0][1]["device_id"]
+            ocr = RapidOCR(params=params)
+            if self.on_cuda:  # build the lazy sessions now and check they are on the GPU
+                for load, path in ((ocr._load_det_model, self.det_model_path),
+                                   (ocr._load_rec_model, self.rec_model_path),
+                                   (ocr._load_cls_model, self.cls_model_path)):
+                    _check_session_provider(load().session.session, self.providers, path)
+            self._ocr = ocr
         return self._ocr
 
     def readtext(self, image: np.ndarray) -> list[OCRLine]:
