@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -41,12 +41,18 @@ class BenchItem:
 
 @dataclass
 class Bench:
+    """A benchmark. ``items`` iterates it whole; ``keys`` (its order) and ``load(keys)`` (the items of
+    those keys, in that order) address it by key, so a run can be split into batches that any
+    process scores on its own (``evalkit score --workers``) and a batch reads only its own images."""
+
     name: str
     ident: str          # stable id for caches (path + size of what it reads)
     scale: int | None
     items: Iterator[BenchItem] | list
     length: int | None
     info: dict = field(default_factory=dict)
+    keys: list[str] | None = None
+    load: Callable[[list[str]], Iterator[BenchItem]] | None = None
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -58,8 +64,8 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def synth_corpus(root: Path, limit: int | None = None) -> Bench:
     """A ``synth build`` output directory: every sample of its shards, with its GT polygons."""
-    from synth.export import iter_samples, read_sample_images
-    from synth.shards import read_manifest
+    from synth.export import iter_samples, iter_shard, read_sample_images
+    from synth.shards import build_shards, read_manifest
 
     m = read_manifest(root)
     if m is None:
@@ -67,19 +73,41 @@ def synth_corpus(root: Path, limit: int | None = None) -> Bench:
     n = m["counts"]["kept"]
     ident = hashlib.sha256(json.dumps([str(root.resolve())] + [s["sha256"] for s in m["shards"]]).encode()).hexdigest()[:16]
 
+    def item(key, f) -> BenchItem:
+        hr, lr, mask, meta = read_sample_images(f)
+        texts = [TextInstance(np.array(t["polygon"], np.float32), t["text"], False, t.get("language", ""))
+                 for t in meta.get("texts", [])]
+        return BenchItem(key=key, hr=np.ascontiguousarray(hr), lr=np.ascontiguousarray(lr), mask=mask, texts=texts,
+                         meta={"degradation": meta.get("degradation", {}).get("preset")})
+
     def items() -> Iterator[BenchItem]:
         for i, (key, f) in enumerate(iter_samples(root)):
             if limit is not None and i >= limit:
                 return
-            hr, lr, mask, meta = read_sample_images(f)
-            texts = [TextInstance(np.array(t["polygon"], np.float32), t["text"], False, t.get("language", ""))
-                     for t in meta.get("texts", [])]
-            yield BenchItem(key=key, hr=np.ascontiguousarray(hr), lr=np.ascontiguousarray(lr), mask=mask, texts=texts,
-                            meta={"degradation": meta.get("degradation", {}).get("preset")})
+            yield item(key, f)
+
+    # key -> shard, from the tar headers alone (no image is decoded to list the keys)
+    import tarfile
+
+    where: dict[str, Path] = {}
+    for shard in build_shards(root, m):
+        with tarfile.open(shard) as tar:
+            for name in tar.getnames():
+                where.setdefault(name.partition(".")[0], shard)
+    keys = list(where)[:limit] if limit else list(where)
+
+    def load(wanted: list[str]) -> Iterator[BenchItem]:
+        found: dict[str, BenchItem] = {}
+        for shard in dict.fromkeys(where[k] for k in wanted):
+            for key, f in iter_shard(shard):
+                if key in wanted:
+                    found[key] = item(key, f)
+        return iter([found[k] for k in wanted])
 
     return Bench(name=f"synth:{root.name}", ident=ident, scale=m["recipe"]["degrade"]["scale"], items=items(),
                  length=min(n, limit) if limit else n,
-                 info={"path": str(root.resolve()), "recipe": m["recipe"]["name"], "recipe_hash": m["recipe_hash"]})
+                 info={"path": str(root.resolve()), "recipe": m["recipe"]["name"], "recipe_hash": m["recipe_hash"]},
+                 keys=keys, load=load)
 
 
 def images_by_stem(folder: Path, what: str) -> dict[str, Path]:
@@ -119,8 +147,8 @@ def folder_pairs(sr_dir: Path | None, hr_dir: Path, lr_dir: Path | None = None, 
     keys = keys[:limit] if limit else keys
     ident = hashlib.sha256(json.dumps([str(Path(hr_dir).resolve())] + keys).encode()).hexdigest()[:16]
 
-    def items() -> Iterator[BenchItem]:
-        for k in keys:
+    def load(wanted: list[str]) -> Iterator[BenchItem]:
+        for k in wanted:
             try:
                 yield BenchItem(key=k, hr=read_rgb(hr[k]), lr=read_rgb(lr[k]) if k in lr else None,
                                 sr_path=sr.get(k), hr_path=hr[k])
@@ -128,9 +156,10 @@ def folder_pairs(sr_dir: Path | None, hr_dir: Path, lr_dir: Path | None = None, 
                 yield BenchItem(key=k, hr=None, sr_path=sr.get(k), hr_path=hr[k], error=str(e),
                                 error_reason="hr-unreadable" if str(hr[k]) in str(e) else "lr-unreadable")
 
-    return Bench(name=f"folder:{Path(hr_dir).name}", ident=ident, scale=None, items=items(), length=len(keys),
+    return Bench(name=f"folder:{Path(hr_dir).name}", ident=ident, scale=None, items=load(keys), length=len(keys),
                  info={"hr_dir": str(Path(hr_dir).resolve()), "sr_dir": str(Path(sr_dir).resolve()) if sr_dir else None,
-                       "lr_dir": str(Path(lr_dir).resolve()) if lr_dir else None})
+                       "lr_dir": str(Path(lr_dir).resolve()) if lr_dir else None},
+                 keys=keys, load=load)
 
 
 def dataset_bench(entry, *, limit: int | None = None, scale: int | None = None, lr_preset: str = "matlab-bicubic",
@@ -156,7 +185,8 @@ def dataset_bench(entry, *, limit: int | None = None, scale: int | None = None, 
     keys = loader.keys()
     n = min(len(keys), limit) if limit else len(keys)
     ident = hashlib.sha256(json.dumps([entry.name, str(root), loader.split, loader.scale, keys[:n]]).encode()).hexdigest()[:16]
-    return Bench(name=entry.name, ident=ident, scale=loader.scale, items=loader.items(limit), length=n, info=info)
+    return Bench(name=entry.name, ident=ident, scale=loader.scale, items=loader.items(limit), length=n, info=info,
+                 keys=keys[:n], load=loader.items_of)
 
 
 def open_bench(spec: str, limit: int | None = None, catalog=None, **kw) -> Bench:

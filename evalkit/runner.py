@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -77,18 +78,6 @@ def lines_from_json(rows):
 HR_OCR_CACHE_VERSION = 2
 
 
-def engine_identity(engine) -> dict:
-    """What an OCR engine's readings depend on: its ``settings()`` (name, batching, detector size
-    policy, thresholds) and its model files named by their content (sha256), not their path."""
-    from models.files import file_digest
-
-    out = dict(engine.settings())
-    for k, v in sorted(vars(engine).items()):
-        if k.endswith("_model_path") and isinstance(v, str) and Path(v).is_file():
-            out[k.removesuffix("_path") + "_sha256"] = file_digest(v)
-    return out
-
-
 def image_digest(img: np.ndarray) -> str:
     """sha256 of a decoded image's pixels and shape: the same pixels give the same key wherever
     they were read from (a folder, a shard, a synthesised LR)."""
@@ -100,12 +89,12 @@ def image_digest(img: np.ndarray) -> str:
 
 class HROCRCache:
     """OCR lines of HR images, keyed by the HR pixels (:func:`image_digest`) in one JSONL file per
-    engine configuration (:func:`engine_identity` + :data:`HR_OCR_CACHE_VERSION`), appended as they
+    engine configuration (``engine.identity()`` + :data:`HR_OCR_CACHE_VERSION`), appended as they
     are read. An edited HR image, another engine setting or a new cache version never meets an old
     reading; the same image in two benchmarks is read once."""
 
     def __init__(self, engine):
-        ident = engine_identity(engine)
+        ident = engine.identity()
         self.key = cache_key(ident, HR_OCR_CACHE_VERSION)
         self.path = cache_dir("ocr_hr", f"{engine.name}-{self.key}.jsonl")
         self.data: dict[str, list] = {}
@@ -134,25 +123,6 @@ class HROCRCache:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"hr": digest, "lines": self.data[digest]}, ensure_ascii=False) + "\n")
         return lines
-
-
-# -- metric state for --resume -----------------------------------------------------------------
-def metric_state(metric) -> dict:
-    """The accumulator: every attribute that is plain data (networks and engines are not)."""
-    out = {}
-    for k, v in vars(metric).items():
-        try:
-            json.dumps(v)
-        except (TypeError, ValueError):
-            continue
-        out[k] = v
-    return out
-
-
-def load_metric_state(metric, state: dict) -> None:
-    for k, v in state.items():
-        cur = getattr(metric, k, None)
-        setattr(metric, k, tuple(v) if isinstance(cur, tuple) else v)
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -285,7 +255,7 @@ def run_identity(cfg: ScoreConfig, bench: Bench, model, metrics: dict, unavailab
         "protocol": protocol.to_dict(),
         "metrics": {name: settings(m) for name, m in metrics.items()},
         "unavailable": sorted(unavailable),
-        "ocr_engine": engine_identity(engine),
+        "ocr_engine": engine.identity(),
     })
 
 
@@ -369,7 +339,192 @@ def _read_sr(it, sr_files: dict | None) -> tuple[np.ndarray, Path]:
         raise _Skip("sr-unreadable", str(e)) from None
 
 
-def score(cfg: ScoreConfig) -> dict:
+class Scorer:
+    """Everything one process needs to score images of a run: the benchmark (opened by itself, so
+    any process can load any batch by key), the model, the OCR engine and the metrics. Built once
+    per process — the single-process run builds one, ``evalkit score --workers N`` one per Ray actor
+    — and fed batches of keys by :meth:`run`. ``device`` overrides ``cfg.device`` (a GPU actor).
+    ``with_model=False``: the driver of a split run, which only merges and reports (it takes the
+    workers' word on the model; ``masks`` then says whether the model predicts text masks)."""
+
+    def __init__(self, cfg: ScoreConfig, device: str | None = None, with_model: bool = True,
+                 masks: bool | None = None):
+        from models.ocr import create_ocr
+
+        if device is not None:
+            cfg = replace(cfg, device=device)
+        self.cfg = cfg
+        self.protocol = _protocol(cfg)
+        try:
+            self.bench = _open(cfg, self.protocol)
+        except BenchError as e:
+            raise ScoreError(str(e)) from None
+        self.sr_files = _sr_files(cfg)
+        self.model = _build_model(cfg, self.bench) if cfg.model and with_model else None
+        if not cfg.model and self.bench.keys and not cfg.sr_dir:
+            raise ScoreError("no SR to score: give --model, or --sr-dir with the outputs")
+        self.mask_files = _mask_files(cfg)
+        self.model_masks = (self.model is not None and "text_mask" in self.model.aux_outputs) if masks is None else masks
+        ocr_kw = {"device": cfg.device} if cfg.device and cfg.device.startswith("cuda") else {}
+        self.engine = create_ocr(cfg.ocr_engine, **ocr_kw)
+        self.metrics, self.unavailable = _build_metrics(cfg, self.engine, self.protocol,
+                                                        masks=self.model_masks or self.mask_files is not None)
+        self.need = set().union(*(m.needs for m in self.metrics.values())) if self.metrics else set()
+        self.hr_cache = HROCRCache(self.engine) if "ocr_hr" in self.need else None
+        self.identity = run_identity(cfg, self.bench, self.model, self.metrics, self.unavailable, self.protocol,
+                                     self.engine)
+
+    def run(self, keys: list[str], out: str) -> dict:
+        """Score the images of ``keys`` (in order). Returns ``rows`` (one per-image record each),
+        ``files`` (``{path under out: PNG bytes}``: SR outputs and predicted masks of a model run),
+        ``state`` (each metric's accumulator over exactly these images — a delta the caller merges)
+        and ``skipped`` (reason -> n). Nothing is written here: the caller commits batches in order."""
+        for m in self.metrics.values():
+            m.reset()
+        out = Path(out)
+        items = list(self.bench.load(keys))
+        runnable = [it for it in items if not it.error]  # the model sees only the readable LR
+        model_out = {}  # key -> (SR, auxiliary maps)
+        if self.model is not None and runnable:
+            lrs = [it.lr for it in runnable]
+            res = (self.model.upscale_images_aux(lrs) if self.model_masks
+                   else [(sr, {}) for sr in self.model.upscale_images(lrs)])
+            model_out = {it.key: r for it, r in zip(runnable, res)}
+        rows, files, skipped = [], {}, {}
+        hits0 = (self.hr_cache.hits, self.hr_cache.misses) if self.hr_cache else (0, 0)
+        for it in items:
+            rec = {"key": it.key}
+            try:
+                if it.error:
+                    raise _Skip(it.error_reason or "unreadable", it.error)
+                pred_mask = None
+                if self.model is not None:
+                    (sr, aux), sr_path = model_out[it.key], out / "sr" / f"{it.key}.png"
+                    files[f"sr/{it.key}.png"] = _png(sr)
+                    if "text_mask" in aux:
+                        pred_mask = aux["text_mask"]
+                        rec["mask_path"] = str(out / "mask" / f"{it.key}.png")
+                        files[f"mask/{it.key}.png"] = _png(np.round(pred_mask * 255).astype(np.uint8))
+                else:
+                    sr, sr_path = _read_sr(it, self.sr_files)
+                    if self.mask_files is not None:
+                        pred_mask, rec["mask_path"] = _read_mask(it, self.mask_files, sr.shape[:2])
+                rec["sr_path"] = str(sr_path)
+                if it.hr_path:
+                    rec["hr_path"] = str(it.hr_path)
+                if it.meta.get("lr_path"):
+                    rec["lr_path"] = str(it.meta["lr_path"])
+                if it.hr is not None and sr.shape != it.hr.shape:
+                    raise _Skip("size-mismatch", f"SR {sr.shape[1]}x{sr.shape[0]} vs HR {it.hr.shape[1]}x{it.hr.shape[0]}")
+            except _Skip as e:
+                if self.cfg.strict:
+                    raise ScoreError(f"{it.key}: {e} (drop --strict to skip and count such images)") from None
+                rec.update({"skipped": e.reason, "error": e.detail})
+                skipped[e.reason] = skipped.get(e.reason, 0) + 1
+                print(f"evalkit: skipped {it.key}: {e}", file=sys.stderr)
+            else:
+                sample = EvalSample(key=it.key, sr=sr, hr=it.hr, lr=it.lr, mask=it.mask, texts=it.texts,
+                                    pred_mask=pred_mask, extra={"sr_path": str(sr_path),
+                                                                "hr_path": str(it.hr_path) if it.hr_path else None})
+                # HR OCR is the reference of OCR metrics only where the benchmark has no annotations
+                if self.hr_cache is not None and it.hr is not None and it.texts is None:
+                    sample.ocr_hr = self.hr_cache.get(it.hr, self.engine)
+                if "ocr_sr" in self.need:
+                    sample.ocr_sr = self.engine.readtext(sr)
+                    rec["ocr_sr"] = [ln.text for ln in sample.ocr_sr]
+                for m in self.metrics.values():
+                    rec.update(m.update(sample))
+            rows.append(rec)
+        return {"rows": rows, "files": files, "skipped": skipped,
+                "state": {name: m.state() for name, m in self.metrics.items()},
+                "hr_ocr_cache": None if self.hr_cache is None else
+                {**self.hr_cache.info(), "hits": self.hr_cache.hits - hits0[0], "misses": self.hr_cache.misses - hits0[1]}}
+
+
+def _png(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", img[:, :, ::-1] if img.ndim == 3 else img)
+    if not ok:
+        raise RuntimeError(f"PNG encoding failed for an image of shape {img.shape}")
+    return buf.tobytes()
+
+
+class LocalScoring:
+    """Batches scored one after another in this process (the default)."""
+
+    workers = 1
+
+    def __init__(self, cfg: ScoreConfig):
+        self.cfg = cfg
+        self._queue: list = []
+
+    def start(self) -> dict:
+        self.scorer = Scorer(self.cfg)
+        return self.scorer.identity
+
+    def local_scorer(self) -> Scorer:
+        return self.scorer
+
+    def describe(self) -> dict:
+        return {"executor": "local", "workers": 1}
+
+    def submit(self, tag: int, keys: list[str], out: str) -> None:
+        self._queue.append((tag, keys, out))
+
+    def next_done(self, timeout: float | None = None):
+        tag, keys, out = self._queue.pop(0)
+        return tag, self.scorer.run(keys, out)
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+# The resume state is written after a committed batch when at least this many times its last
+# write's duration has passed since (and always at the end, and when stopped): after every batch
+# when it is a few KB, every few seconds when it holds FID's feature statistics (two 2048² float64
+# matrices), so writing it never costs more than ~5 % of a run.
+STATE_COST_FACTOR = 20.0
+
+
+def _save_state(out: Path, done: int, skipped: dict, identity: dict, acc: dict) -> None:
+    """``state.json`` (counts, identity, each metric's plain-data state) and, for array-valued
+    state (FID's feature statistics), ``state-<done>.npz`` named in it: written first, so a
+    ``state.json`` never names arrays that are not all there. Older ``.npz`` files are removed."""
+    from models.files import atomic_path
+
+    plain, arrays = {}, {}
+    for name, m in acc.items():
+        st = m.state()
+        plain[name] = {k: v for k, v in st.items() if not isinstance(v, np.ndarray)}
+        arrays.update({f"{name}/{k}": v for k, v in st.items() if isinstance(v, np.ndarray)})
+    npz = None
+    if arrays:
+        npz = f"state-{done}.npz"
+        with atomic_path(out / npz) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+    write_json_atomic(out / "state.json", {"done": done, "skipped": skipped, "identity": identity,
+                                           "metrics_names": list(acc), "metrics": plain, "arrays": npz})
+    for p in out.glob("state-*.npz"):
+        if p.name != npz:
+            p.unlink(missing_ok=True)
+
+
+def _load_state(out: Path, st: dict, acc: dict) -> None:
+    arrays = {}
+    if st.get("arrays"):
+        with np.load(out / st["arrays"]) as z:
+            arrays = {k: z[k] for k in z.files}
+    for name, plain in st["metrics"].items():
+        extra = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.split("/", 1)[0] == name}
+        acc[name].load_state({**plain, **extra})
+
+
+def score(cfg: ScoreConfig, executor=None) -> dict:
+    """Score a run into ``cfg.out``. ``executor``: None (this process) or a
+    ``pipelines.score_ray.RayScoring`` (actors that each hold the model once). Batches of
+    ``batch_size`` keys are committed in key order whatever order they finish in — per-image rows
+    appended, SR outputs written, metric states merged — so a split run writes exactly what the
+    single-process run writes."""
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ScoreError(f"--out {out} is a file; give a directory for the run")
@@ -379,156 +534,122 @@ def score(cfg: ScoreConfig) -> dict:
         raise ScoreError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if cfg.resume and not per_image.exists():
         print(f"evalkit: no run in {out} to resume; starting a new one", file=sys.stderr)
-    protocol = _protocol(cfg)
+    executor = executor or LocalScoring(cfg)
     try:
-        bench = _open(cfg, protocol)
-    except BenchError as e:
-        raise ScoreError(str(e)) from None
-    sr_files = _sr_files(cfg)
-    model = _build_model(cfg, bench) if cfg.model else None
-    if model is None and bench.items and not cfg.sr_dir:
-        raise ScoreError("no SR to score: give --model, or --sr-dir with the outputs")
-    mask_files = _mask_files(cfg)
-    model_masks = model is not None and "text_mask" in model.aux_outputs
-    from models.ocr import create_ocr
-
-    engine = create_ocr(cfg.ocr_engine)
-    metrics, unavailable = _build_metrics(cfg, engine, protocol, masks=model_masks or mask_files is not None)
-    need = set().union(*(m.needs for m in metrics.values())) if metrics else set()
-    hr_cache = HROCRCache(engine) if "ocr_hr" in need else None
-    identity = run_identity(cfg, bench, model, metrics, unavailable, protocol, engine)
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sr").mkdir(exist_ok=True)
-    done: set[str] = set()
-    n_done = 0
-    skipped: dict[str, int] = {}
-    if cfg.resume and (state_file.is_file() or per_image.exists()):
-        st = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else None
-        before = (st or {}).get("identity") or _read_identity(out)
-        if before is None:
-            raise ScoreError(f"{out}: --resume of a run that recorded no identity (made by an older evalkit); "
-                             "start a new run in another --out")
-        diff = _differences(before, identity)
+        identity = executor.start()
+        executor_info = executor.describe()
+        scorer = executor.local_scorer()  # this process's: the accumulators, compute() and the report
+        bench, protocol, metrics = scorer.bench, scorer.protocol, scorer.metrics
+        unavailable = dict(scorer.unavailable)
+        # workers that see other images or settings than the driver, which reads the same keys to
+        # report (the model and its OCR device are the workers' alone)
+        shared = ("bench", "sr_dir", "hr_dir", "lr_dir", "mask_dir", "protocol", "metrics")
+        diff = _differences({k: scorer.identity[k] for k in shared}, {k: identity[k] for k in shared})
         if diff:
-            raise ScoreError(f"{out}: --resume refused, this run differs from the one it would continue: "
-                             + "; ".join(diff[:4]) + (f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""))
-        if st is not None:
-            for name, s in st["metrics"].items():
-                load_metric_state(metrics[name], s)
-            n_done, skipped = st["done"], dict(st.get("skipped", {}))
-            lines = per_image.read_text(encoding="utf-8").splitlines()[:n_done]  # drop a line cut by a kill
-            per_image.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
-            done = {json.loads(ln)["key"] for ln in lines}
-        else:
-            per_image.unlink(missing_ok=True)  # killed before the first state was written: start over
-    write_json_atomic(out / "run.json", identity)
+            raise ScoreError("the workers' run differs from the driver's: " + "; ".join(diff[:4]))
+        acc = {}
+        for name, m in metrics.items():
+            a = copy.copy(m)  # shares the networks; reset() gives it its own accumulators
+            a.reset()
+            acc[name] = a
 
-    from tqdm import tqdm
+        out.mkdir(parents=True, exist_ok=True)
+        done: set[str] = set()
+        n_done = 0
+        skipped: dict[str, int] = {}
+        if cfg.resume and (state_file.is_file() or per_image.exists()):
+            st = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else None
+            before = (st or {}).get("identity") or _read_identity(out)
+            if before is None:
+                raise ScoreError(f"{out}: --resume of a run that recorded no identity (made by an older evalkit); "
+                                 "start a new run in another --out")
+            diff = _differences(before, identity)
+            if diff:
+                raise ScoreError(f"{out}: --resume refused, this run differs from the one it would continue: "
+                                 + "; ".join(diff[:4]) + (f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""))
+            if st is not None:
+                _load_state(out, st, acc)
+                n_done, skipped = st["done"], dict(st.get("skipped", {}))
+                lines = per_image.read_text(encoding="utf-8").splitlines()[:n_done]  # rows after the state: redone
+                per_image.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+                done = {json.loads(ln)["key"] for ln in lines}
+            else:
+                per_image.unlink(missing_ok=True)  # killed before the first state was written: start over
+        write_json_atomic(out / "run.json", identity)
 
-    bar = tqdm(total=bench.length, initial=len(done), unit="img", desc="evalkit score", file=sys.stderr,
-               disable=not cfg.progress, dynamic_ncols=True)
-    t0 = time.perf_counter()
-    pending = []
+        from tqdm import tqdm
 
-    def skip(rec: dict, key: str, err: _Skip) -> None:
-        if cfg.strict:
-            raise ScoreError(f"{key}: {err} (drop --strict to skip and count such images)")
-        rec.update({"skipped": err.reason, "error": err.detail})
-        skipped[err.reason] = skipped.get(err.reason, 0) + 1
-        print(f"evalkit: skipped {key}: {err}", file=sys.stderr)
-
-    def flush(batch):
-        nonlocal n_done
-        # bench items that could not be read arrive with an error; the model sees only the readable LR
-        runnable = [it for it in batch if not it.error]
-        model_out = {}  # key -> (SR, auxiliary maps)
-        if model is not None and runnable:
-            lrs = [it.lr for it in runnable]
-            res = model.upscale_images_aux(lrs) if model_masks else [(sr, {}) for sr in model.upscale_images(lrs)]
-            model_out = {it.key: r for it, r in zip(runnable, res)}
-        with open(per_image, "a", encoding="utf-8") as f:
-            for it in batch:
-                rec = {"key": it.key}
-                try:
-                    if it.error:
-                        raise _Skip(it.error_reason or "unreadable", it.error)
-                    pred_mask = None
-                    if model is not None:
-                        (sr, aux), sr_path = model_out[it.key], out / "sr" / f"{it.key}.png"
-                        cv2.imwrite(str(sr_path), sr[:, :, ::-1])
-                        if "text_mask" in aux:
-                            pred_mask = aux["text_mask"]
-                            (out / "mask").mkdir(exist_ok=True)
-                            rec["mask_path"] = str(out / "mask" / f"{it.key}.png")
-                            cv2.imwrite(rec["mask_path"], np.round(pred_mask * 255).astype(np.uint8))
-                    else:
-                        sr, sr_path = _read_sr(it, sr_files)
-                        if mask_files is not None:
-                            pred_mask, rec["mask_path"] = _read_mask(it, mask_files, sr.shape[:2])
-                    rec["sr_path"] = str(sr_path)
-                    if it.hr_path:
-                        rec["hr_path"] = str(it.hr_path)
-                    if it.meta.get("lr_path"):
-                        rec["lr_path"] = str(it.meta["lr_path"])
-                    if it.hr is not None and sr.shape != it.hr.shape:
-                        raise _Skip("size-mismatch", f"SR {sr.shape[1]}x{sr.shape[0]} vs HR {it.hr.shape[1]}x{it.hr.shape[0]}")
-                except _Skip as e:
-                    skip(rec, it.key, e)
-                else:
-                    if "fid" in metrics and it.hr_path is None and it.hr is not None:  # FID reads folders
-                        (out / "hr").mkdir(exist_ok=True)
-                        it.hr_path = out / "hr" / f"{it.key}.png"
-                        cv2.imwrite(str(it.hr_path), it.hr[:, :, ::-1])
-                        rec["hr_path"] = str(it.hr_path)
-                    sample = EvalSample(key=it.key, sr=sr, hr=it.hr, lr=it.lr, mask=it.mask, texts=it.texts,
-                                        pred_mask=pred_mask, extra={"sr_path": str(sr_path),
-                                               "hr_path": str(it.hr_path) if it.hr_path else None})
-                    # HR OCR is the reference of OCR metrics only where the benchmark has no annotations
-                    if hr_cache is not None and it.hr is not None and it.texts is None:
-                        sample.ocr_hr = hr_cache.get(it.hr, engine)
-                    if "ocr_sr" in need:
-                        sample.ocr_sr = engine.readtext(sr)
-                        rec["ocr_sr"] = [ln.text for ln in sample.ocr_sr]
-                    for name, m in metrics.items():
-                        rec.update(m.update(sample))
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n_done += 1
-        write_json_atomic(state_file, {"done": n_done, "skipped": skipped, "identity": identity,
-                                       "metrics_names": list(metrics),
-                                       "metrics": {k: metric_state(m) for k, m in metrics.items()}})
-        bar.update(len(batch))
-
-    for it in bench.items:
-        if it.key in done:
-            continue
-        pending.append(it)
-        if len(pending) >= max(1, cfg.batch_size):
-            flush(pending)
-            pending = []
-    if pending:
-        flush(pending)
-    bar.close()
+        keys = [k for k in bench.keys if k not in done]
+        bs = max(1, cfg.batch_size)
+        batches = [keys[i:i + bs] for i in range(0, len(keys), bs)]
+        bar = tqdm(total=len(bench.keys), initial=len(done), unit="img", desc="evalkit score", file=sys.stderr,
+                   disable=not cfg.progress, dynamic_ncols=True)
+        t0 = time.perf_counter()
+        hr_cache_info = None
+        waiting: dict[int, dict] = {}
+        next_commit = next_submit = 0
+        last_state, state_cost = time.monotonic(), 0.0
+        window = 2 * executor.workers
+        try:
+            while next_commit < len(batches):
+                while next_submit < len(batches) and next_submit < next_commit + window:
+                    executor.submit(next_submit, batches[next_submit], str(out))
+                    next_submit += 1
+                got = executor.next_done(timeout=1.0)
+                if got is None:
+                    continue
+                tag, res = got
+                waiting[tag] = res
+                while next_commit in waiting:  # commit in key order: the run is the same however it was split
+                    res = waiting.pop(next_commit)
+                    for rel, data in res["files"].items():
+                        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                        (out / rel).write_bytes(data)
+                    with open(per_image, "a", encoding="utf-8") as f:
+                        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in res["rows"])
+                    for name, st in res["state"].items():
+                        acc[name].merge_state(st)
+                    for r, n in res["skipped"].items():
+                        skipped[r] = skipped.get(r, 0) + n
+                    if res["hr_ocr_cache"]:
+                        c = res["hr_ocr_cache"]
+                        hr_cache_info = {**c, "hits": c["hits"] + (hr_cache_info or {}).get("hits", 0),
+                                         "misses": c["misses"] + (hr_cache_info or {}).get("misses", 0)}
+                    n_done += len(res["rows"])
+                    bar.update(len(res["rows"]))
+                    next_commit += 1
+                    if time.monotonic() - last_state >= STATE_COST_FACTOR * state_cost:
+                        t = time.monotonic()
+                        _save_state(out, n_done, skipped, identity, acc)
+                        last_state = time.monotonic()
+                        state_cost = last_state - t
+        finally:
+            # what was committed is kept for --resume, also when interrupted or when a batch failed
+            _save_state(out, n_done, skipped, identity, acc)
+            bar.close()
+    finally:
+        executor.close()
 
     n_skipped = sum(skipped.values())
     n_scored = n_done - n_skipped
     if n_done and not n_scored:
         raise ScoreError(f"no image of {bench.name} could be scored: " +
                          ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) + " (see per_image.jsonl)")
-    if sr_files is not None:
+    if scorer.sr_files is not None:
         recs = map(json.loads, per_image.read_text(encoding="utf-8").splitlines())
-        unused = len(set(sr_files) - {Path(r["sr_path"]).stem for r in recs if r.get("sr_path")})
+        unused = len(set(scorer.sr_files) - {Path(r["sr_path"]).stem for r in recs if r.get("sr_path")})
         if unused:
             print(f"evalkit: {unused} image(s) in --sr-dir match no item of {bench.name}", file=sys.stderr)
 
     values: dict = {}
-    for name, m in metrics.items():
+    for name, m in acc.items():
         values.update(m.compute())
         why = getattr(m, "why_null", lambda: None)()
         if why:  # e.g. a text-mask metric on a benchmark without masks
             unavailable[name] = why
     for name, reason in unavailable.items():
         values[name] = None
+    model = scorer.model
     summary = {
         "bench": bench.name, "bench_info": bench.info, "images": n_scored, "skipped": n_skipped,
         "skipped_reasons": dict(sorted(skipped.items())),
@@ -541,7 +662,8 @@ def score(cfg: ScoreConfig) -> dict:
         "settings": {name: m.settings() for name, m in metrics.items()},
         "ocr_engine": cfg.ocr_engine,
         "ocr_engine_settings": identity["ocr_engine"],
-        "hr_ocr_cache": hr_cache.info() if hr_cache else None,
+        "hr_ocr_cache": hr_cache_info,
+        "executor": executor_info,
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "seconds": round(time.perf_counter() - t0, 2),
         "versions": versions(),

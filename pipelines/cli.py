@@ -366,7 +366,12 @@ def _cmd_score(a) -> int:
                       metric_options=_metric_options(a.metric_opt))
     from evalkit.compare import headline_keys
 
-    s = score(cfg)
+    executor = None
+    if a.workers or a.address or a.gpus_per_worker:
+        from pipelines.score_ray import RayScoring
+
+        executor = RayScoring(cfg, workers=a.workers, address=a.address, gpus_per_worker=a.gpus_per_worker or 0.0)
+    s = score(cfg, executor)
     shown = ", ".join(f"{k} {'null' if s['metrics'][k] is None else format(s['metrics'][k], '.4f')}"
                       for k in headline_keys(s))
     print(f"{s['model']} on {s['bench']} ({s['images']} images): {shown}")
@@ -442,6 +447,13 @@ def evalkit_main(argv: list[str] | None = None) -> int:
                     help="an option of one metric, repeatable (values parsed as YAML), e.g. ssim.color_space=ycbcr")
     sc.add_argument("--ocr", default="rapidocr-ppocrv4", help="OCR engine (evalkit list)")
     sc.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    sc.add_argument("--workers", type=_positive("--workers"), default=None,
+                    help="split the benchmark across N Ray actors, each holding the model once (local Ray, or "
+                         "the cluster of --address; default with --address: one per CPU, or per GPU with "
+                         "--gpus-per-worker). Rows and metrics equal the single-process run's")
+    sc.add_argument("--address", default=None, help="run on an existing Ray cluster (HOST:PORT of `ray start --head`)")
+    sc.add_argument("--gpus-per-worker", type=float, default=None,
+                    help="GPUs per actor (e.g. 1 or 0.5): the model, metrics and OCR (onnxruntime CUDA) run there")
     sc.add_argument("--strict", action="store_true", help="a metric whose weights are missing is an error, not null")
     sc.add_argument("--allow-download", action="store_true", help="let metrics and models download their weights")
     sc.add_argument("--no-progress", action="store_true")

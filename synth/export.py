@@ -23,17 +23,22 @@ def iter_samples(out: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
     standard library (webdataset reads the same files)."""
     out = Path(out)
     for shard in build_shards(out, open_build(out)):
-        with tarfile.open(shard) as tar:
-            key, fields = None, {}
-            for m in tar:
-                k, _, field = m.name.partition(".")
-                if key is not None and k != key:
-                    yield key, fields
-                    fields = {}
-                key = k
-                fields[field] = tar.extractfile(m).read()
-            if key is not None:
+        yield from iter_shard(shard)
+
+
+def iter_shard(shard: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {field: bytes}) for every sample of one shard, in order."""
+    with tarfile.open(shard) as tar:
+        key, fields = None, {}
+        for m in tar:
+            k, _, field = m.name.partition(".")
+            if key is not None and k != key:
                 yield key, fields
+                fields = {}
+            key = k
+            fields[field] = tar.extractfile(m).read()
+        if key is not None:
+            yield key, fields
 
 
 def _decode(data: bytes, flags=cv2.IMREAD_UNCHANGED, what: str = "image") -> np.ndarray:

@@ -81,9 +81,15 @@ class Loader:
         """Items in key order; an item whose annotation is bad is raised, or skipped and counted
         with ``skip_bad``. ``limit`` counts yielded items."""
         n = 0
-        for k in self.keys():
+        for it in self.items_of(self.keys()):
             if limit is not None and n >= limit:
                 return
+            n += 1
+            yield it
+
+    def items_of(self, keys: list[str]) -> Iterator:
+        """The items of ``keys``, in that order (bad annotations raised, or skipped with ``skip_bad``)."""
+        for k in keys:
             try:
                 it = self.item(k)
             except ImageReadError as e:
@@ -93,5 +99,4 @@ class Loader:
             except AnnotationError as e:
                 self.bad(e)
                 continue
-            n += 1
             yield it
