@@ -365,8 +365,7 @@ class Scorer:
             raise ScoreError("no SR to score: give --model, or --sr-dir with the outputs")
         self.mask_files = _mask_files(cfg)
         self.model_masks = (self.model is not None and "text_mask" in self.model.aux_outputs) if masks is None else masks
-        ocr_kw = {"device": cfg.device} if cfg.device and cfg.device.startswith("cuda") else {}
-        self.engine = create_ocr(cfg.ocr_engine, **ocr_kw)
+        self.engine = create_ocr(cfg.ocr_engine, **_ocr_device(cfg.ocr_engine, cfg.device))
         self.metrics, self.unavailable = _build_metrics(cfg, self.engine, self.protocol,
                                                         masks=self.model_masks or self.mask_files is not None)
         self.need = set().union(*(m.needs for m in self.metrics.values())) if self.metrics else set()
@@ -439,6 +438,18 @@ class Scorer:
                 "state": {name: m.state() for name, m in self.metrics.items()},
                 "hr_ocr_cache": None if self.hr_cache is None else
                 {**self.hr_cache.info(), "hits": self.hr_cache.hits - hits0[0], "misses": self.hr_cache.misses - hits0[1]}}
+
+
+def _ocr_device(engine: str, device: str | None) -> dict:
+    """``{"device": ...}`` for an OCR engine that takes one (the RapidOCR engines: onnxruntime's CUDA
+    provider) when the run is on a GPU; {} otherwise (PaddleOCR picks its own device)."""
+    import inspect
+
+    from models.ocr import OCR_ENGINES
+
+    if not (device and device.startswith("cuda")):
+        return {}
+    return {"device": device} if "device" in inspect.signature(OCR_ENGINES.get(engine)).parameters else {}
 
 
 def _png(img: np.ndarray) -> bytes:
