@@ -2,9 +2,14 @@
 write the run directory.
 
 Run directory: ``sr/<key>.png`` (model mode), ``per_image.jsonl`` (one line per image with every
-metric), ``state.json`` (metric accumulators after the last finished image, for ``--resume``),
-``summary.json``, ``report.md`` and ``report.html``. OCR of HR images is cached per benchmark and
-engine under ``$TEXTSR_CACHE`` (default ``~/.cache/textsr``), so a second model does not redo it.
+metric, append-only), ``state.json`` (+ ``state-<n>.npz`` for array states such as FID's: the metric
+accumulators over the first ``done`` rows, for ``--resume``; rows after them are scored again),
+``summary.json``, ``report.md`` and ``report.html``. OCR of HR images is cached by pixels and
+engine identity under ``$TEXTSR_CACHE`` (default ``~/.cache/textsr``), so a second model does not
+redo it.
+
+A run is scored in batches of ``batch_size`` keys by :class:`Scorer` — in this process, or in Ray
+actors (``pipelines.score_ray``) — and committed in key order, so both give the same run.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from evalkit.benches import Bench, BenchError, folder_pairs, open_bench, read_rg
 from evalkit.metrics.base import MetricUnavailable
 from evalkit.sample import EvalSample
 from models.cache import cache_dir, cache_key
-from models.files import write_json_atomic
+from models.files import CostThrottle, write_json_atomic
 from models.versions import versions
 from models.errors import TextsrError
 
@@ -345,10 +350,11 @@ class Scorer:
     per process — the single-process run builds one, ``evalkit score --workers N`` one per Ray actor
     — and fed batches of keys by :meth:`run`. ``device`` overrides ``cfg.device`` (a GPU actor).
     ``with_model=False``: the driver of a split run, which only merges and reports (it takes the
-    workers' word on the model; ``masks`` then says whether the model predicts text masks)."""
+    workers' word on the model; ``masks`` then says whether the model predicts text masks).
+    ``threads``: CPU threads for the OCR engine (a Ray actor holds one CPU: 1; None: all)."""
 
     def __init__(self, cfg: ScoreConfig, device: str | None = None, with_model: bool = True,
-                 masks: bool | None = None):
+                 masks: bool | None = None, threads: int | None = None):
         from models.ocr import create_ocr
 
         if device is not None:
@@ -365,7 +371,10 @@ class Scorer:
             raise ScoreError("no SR to score: give --model, or --sr-dir with the outputs")
         self.mask_files = _mask_files(cfg)
         self.model_masks = (self.model is not None and "text_mask" in self.model.aux_outputs) if masks is None else masks
-        self.engine = create_ocr(cfg.ocr_engine, **_ocr_device(cfg.ocr_engine, cfg.device))
+        ocr_kw = _ocr_device(cfg.ocr_engine, cfg.device)
+        if threads:
+            ocr_kw["num_threads"] = threads
+        self.engine = create_ocr(cfg.ocr_engine, **ocr_kw)
         self.metrics, self.unavailable = _build_metrics(cfg, self.engine, self.protocol,
                                                         masks=self.model_masks or self.mask_files is not None)
         self.need = set().union(*(m.needs for m in self.metrics.values())) if self.metrics else set()
@@ -489,11 +498,6 @@ class LocalScoring:
         self._queue.clear()
 
 
-# The resume state is written after a committed batch when at least this many times its last
-# write's duration has passed since (and always at the end, and when stopped): after every batch
-# when it is a few KB, every few seconds when it holds FID's feature statistics (two 2048² float64
-# matrices), so writing it never costs more than ~5 % of a run.
-STATE_COST_FACTOR = 20.0
 
 
 def _save_state(out: Path, done: int, skipped: dict, identity: dict, acc: dict) -> None:
@@ -599,7 +603,9 @@ def score(cfg: ScoreConfig, executor=None) -> dict:
         hr_cache_info = None
         waiting: dict[int, dict] = {}
         next_commit = next_submit = 0
-        last_state, state_cost = time.monotonic(), 0.0
+        # the resume state after a committed batch when cheap (models.files.CostThrottle): every batch
+        # at a few KB, every few seconds once it holds FID's two 2048² float64 sums; always at the end
+        throttle = CostThrottle()
         window = 2 * executor.workers
         try:
             while next_commit < len(batches):
@@ -629,11 +635,9 @@ def score(cfg: ScoreConfig, executor=None) -> dict:
                     n_done += len(res["rows"])
                     bar.update(len(res["rows"]))
                     next_commit += 1
-                    if time.monotonic() - last_state >= STATE_COST_FACTOR * state_cost:
-                        t = time.monotonic()
-                        _save_state(out, n_done, skipped, identity, acc)
-                        last_state = time.monotonic()
-                        state_cost = last_state - t
+                    if throttle.due():
+                        with throttle.timing():
+                            _save_state(out, n_done, skipped, identity, acc)
         finally:
             # what was committed is kept for --resume, also when interrupted or when a batch failed
             _save_state(out, n_done, skipped, identity, acc)

@@ -53,6 +53,38 @@ def file_digest(path: str | os.PathLike) -> str:
 TMP_SUFFIX = ".tmp"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class CostThrottle:
+    """When a periodic checkpoint write (a build manifest, a run's resume state) is due: once at
+    least ``factor`` times its last write's duration has passed since that write ended — after
+    every event while the write is cheap, less often as it grows, so writing never takes more than
+    about ``1/factor`` of a job's time (a whole-file rewrite per event would be quadratic)."""
+
+    def __init__(self, factor: float = 20.0):
+        self.factor = factor
+        self.ended = float("-inf")
+        self.cost = 0.0
+
+    def due(self) -> bool:
+        import time
+
+        return time.monotonic() - self.ended >= self.factor * self.cost
+
+    @contextlib.contextmanager
+    def timing(self) -> Iterator[None]:
+        import time
+
+        t0 = time.monotonic()
+        yield
+        self.ended = time.monotonic()
+        self.cost = self.ended - t0
+
+
 def is_temp_name(name: str) -> bool:
     """A temp file of :func:`atomic_path` / :meth:`Location.atomic_open` (``.<name>.<random>.tmp``)."""
     return name.startswith(".") and name.endswith(TMP_SUFFIX)
@@ -71,6 +103,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; the file gets what open() would give it
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -209,6 +242,25 @@ class Location:
         if not self.fs.isdir(self._p(rel)):
             return []
         return sorted(Path(e["name"]).name for e in self.fs.ls(self._p(rel), detail=True) if e["type"] == "file")
+
+    def walk(self) -> list[str]:
+        """Relative paths (``/``-separated) of every file under this directory, in ``os.walk`` order
+        with sorted names (a directory's files, then its sub-directories, each by name) — the same
+        order for a local tree and for its copy behind a URL."""
+        if self.fs is None:
+            out = []
+            for dirpath, dirnames, filenames in os.walk(self.root):
+                dirnames.sort()
+                rel = os.path.relpath(dirpath, self.root)
+                out += [f if rel == "." else f"{rel}/{f}".replace(os.sep, "/") for f in sorted(filenames)]
+            return out
+        base = self.root.rstrip("/") + "/"
+        rels = [p[len(base):] for p in self.fs.find(self.root) if p.startswith(base)]
+
+        def order(rel: str):
+            *dirs, name = rel.split("/")
+            return [(1, d) for d in dirs] + [(0, name)]
+        return sorted(rels, key=order)
 
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from models.errors import TextsrError
-from models.files import Location
+from models.files import CostThrottle, Location
 from models.versions import versions
 from synth.recipe import Recipe
 from synth.shards import MANIFEST, SHARDS_DIR, AtomicShardWriter, read_manifest, shard_name
@@ -263,6 +263,7 @@ def build(recipe: Recipe, out, num: int, *, executor, resume: bool = False, over
     executor.on_progress = bar.show
     errors: list[tuple[str, str]] = []   # (key, traceback text) of each unexpected exception
     finished = 0
+    throttle = CostThrottle()  # the manifest grows with the shards: rewritten when cheap, always at the end
     try:
         queue = list(reversed(todo))
         in_flight = 0
@@ -288,11 +289,10 @@ def build(recipe: Recipe, out, num: int, *, executor, resume: bool = False, over
                     bar.write(f"skipped {key}: every attempt was rejected")
             if not rec["aborted"]:
                 manifest["shards"].append({k: rec[k] for k in _RECORD_KEYS})
-                manifest["shards"].sort(key=lambda d: d["index"])
-                manifest["updated"] = _now()
-                _summarise(manifest)
-                loc.write_json(MANIFEST, manifest)
                 finished += 1
+                if throttle.due():  # every landing while cheap; a shard the manifest misses is rebuilt
+                    with throttle.timing():
+                        _write_manifest(loc, manifest)
             if len(errors) >= max_errors:
                 raise _Abort
             if stop_after_shards is not None and finished >= stop_after_shards:
@@ -309,14 +309,20 @@ def build(recipe: Recipe, out, num: int, *, executor, resume: bool = False, over
     _summarise(manifest)
     manifest["complete"] = (len(manifest["shards"]) == n_shards and manifest["counts"]["kept"] == num
                             and "error" not in manifest)
-    manifest["updated"] = _now()
-    loc.write_json(MANIFEST, manifest)
+    _write_manifest(loc, manifest)
     if "error" in manifest:
         key, tb = errors[0]
         raise SampleError(f"{len(errors)} sample(s) raised an unexpected exception (a bug, not a bad input); the "
                           f"build stopped (--max-errors {max_errors}). Finished shards are kept and the manifest "
                           f"says complete: false. The first, in sample {key}:\n{tb.rstrip()}")
     return manifest
+
+
+def _write_manifest(loc: Location, manifest: dict) -> None:
+    manifest["shards"].sort(key=lambda d: d["index"])
+    manifest["updated"] = _now()
+    _summarise(manifest)
+    loc.write_json(MANIFEST, manifest)
 
 
 def _prepare(loc: Location, recipe: Recipe, overwrite: bool) -> None:

@@ -24,7 +24,14 @@ ACTOR_RESTARTS = 3
 
 class _ScoreActor:
     def __init__(self, cfg: ScoreConfig, device: str | None):
-        self.scorer = Scorer(cfg, device=device)
+        import cv2
+        import torch
+
+        # an actor holds one CPU: one thread each for torch, OpenCV and onnxruntime (OMP comes from
+        # the runtime_env), so N actors on N cores do not fight over them
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        self.scorer = Scorer(cfg, device=device, threads=1)
 
     def identity(self) -> dict:
         return self.scorer.identity
@@ -43,7 +50,7 @@ class RayScoring:
         self.cfg, self.address, self.gpus = cfg, address, gpus_per_worker
         self._asked = workers
         self.workers = workers or 1
-        self.session = RaySession(address, num_cpus=workers if not address else None)
+        self.session = RaySession(address, num_cpus=workers if not address else None, num_threads=1)
         self._pending: dict = {}   # ObjectRef -> (tag, actor index)
         self._load: list[int] = []
         self.actors: list = []

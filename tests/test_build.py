@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from models.datasets import load_catalog
+from models.datasets import DatasetError, load_catalog
 from models.files import sha256_file
 from pipelines.build import BuildError, build
 from pipelines.executors import LocalExecutor
@@ -321,3 +321,45 @@ def test_resume_trusts_the_manifest_and_verify_rehashes(sources, local_build, tm
     first.write_bytes(first.read_bytes()[:-512])
     m = build(recipe, out, NUM, executor=LocalExecutor(recipe), progress=False, resume=True)
     assert sha256_file(first) == want["shards"][0]["sha256"]
+
+
+def test_background_source_behind_an_fsspec_url_gives_the_same_samples(sources, tmp_path):
+    """The background folder copied to fsspec's memory filesystem (with a sub-folder, to check the
+    listing order) and named alike: the build reads it through the URL and writes the same bytes
+    as from the local folder (all but the recipe hash, which holds the path); a text-crop source
+    behind a URL is refused with the reason."""
+    import shutil
+
+    import fsspec
+
+    from synth.sources.images import ImageFolder
+
+    bg, ctr = sources
+    local = tmp_path / "bg"
+    shutil.copytree(bg, local)
+    (local / "sub").mkdir()
+    shutil.copy(bg / "retina.png", local / "sub" / "a.png")
+    fs = fsspec.filesystem("memory")
+    for p in sorted(local.rglob("*")):
+        if p.is_file():
+            fs.pipe_file(f"/bg-test/{p.relative_to(local).as_posix()}", p.read_bytes())
+    assert ImageFolder("memory://bg-test").files == ImageFolder(local).files
+    builds = []
+    for where in (str(local), "memory://bg-test"):
+        recipe = load_recipe("ftsr", [f"backgrounds.sources=[{{name: bgs, path: '{where}', format: image-folder}}]",
+                                      f"text.crops.sources=[{{path: '{ctr}', format: ctr-lmdb}}]",
+                                      "backgrounds.hr_size=256", "text.rendered_prob=1.0", "samples_per_shard=4"])
+        builds.append(build(recipe, tmp_path / f"out{len(builds)}", 4, executor=LocalExecutor(recipe), progress=False))
+    assert builds[0]["counts"] == builds[1]["counts"] and builds[0]["counts"]["kept"] == 4
+
+    def samples(i):  # the recipe differs in the source's path, hence in recipe_hash; nothing else may
+        for s in wds.WebDataset(str(tmp_path / f"out{i}" / "shards" / "ftsr-000000.tar"), shardshuffle=False):
+            meta = json.loads(s["json"])
+            del meta["recipe_hash"]
+            yield s["__key__"], s["hr.png"], s["lr.png"], s["mask.png"], meta
+
+    assert list(samples(0)) == list(samples(1))
+    recipe = load_recipe("ftsr", ["text.crops.sources=[{path: 'memory://bg-test', format: ctr-lmdb}]",
+                                  "text.rendered_prob=0.5"])
+    with pytest.raises(DatasetError, match="only image-folder background sources may be fsspec URLs"):
+        build(recipe, tmp_path / "refused", 1, executor=LocalExecutor(recipe), progress=False)

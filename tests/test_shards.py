@@ -81,3 +81,25 @@ def test_shards_on_fsspec_urls_hash_while_writing(where, tmp_path):
             w.write("x-000000009", _members(9)[0])
             raise RuntimeError("worker died")
     assert loc.listdir("shards") == ["x-000000.tar"]
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    """A shard or manifest written through a temp file is as readable as one open() creates (mkstemp
+    alone would leave it 0600: a corpus other users on a cluster cannot read)."""
+    import os
+
+    from models.files import write_json_atomic
+
+    mask = os.umask(0o022)
+    try:
+        with AtomicShardWriter(tmp_path / "s.tar") as w:
+            w.write("k-0", _members(0)[0])
+            w.close()
+        write_json_atomic(tmp_path / "m.json", {"a": 1})
+        plain = tmp_path / "plain"
+        plain.write_bytes(b"")
+    finally:
+        os.umask(mask)
+    want = plain.stat().st_mode & 0o777
+    assert want == 0o644
+    assert (tmp_path / "s.tar").stat().st_mode & 0o777 == want == (tmp_path / "m.json").stat().st_mode & 0o777

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from models.datasets import DatasetEntry, DatasetError, load_catalog
-from models.files import IMAGE_EXTS
+from models.files import IMAGE_EXTS, Location, is_url
 
 
 # scikit-image's bundled colour photos (no network needed) plus matplotlib's sample photo.
@@ -63,23 +63,29 @@ class SkimagePhotos:
 
 
 class ImageFolder:
-    """Every image file under ``root`` (recursive, sorted)."""
+    """Every image file under ``root`` (recursive, in sorted ``os.walk`` order). ``root`` may be an
+    fsspec URL (``s3://bucket/lsdir``): every worker then lists and reads the images itself, with no
+    shared filesystem; the listing order is the same as for a local copy of the tree."""
 
-    def __init__(self, root: Path, name: str = ""):
-        self.root = Path(root)
+    def __init__(self, root, name: str = ""):
+        self.root = root if is_url(root) else Path(root)
         self.name = name or str(root)
 
     @cached_property
+    def _loc(self) -> Location:
+        return Location(self.root)
+
+    @cached_property
     def files(self) -> list[str]:
-        out = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames.sort()
-            for f in sorted(filenames):
-                if Path(f).suffix.lower() in IMAGE_EXTS:
-                    out.append(os.path.relpath(os.path.join(dirpath, f), self.root))
+        if not self._loc.isdir():
+            raise DatasetError(f"image source {self.name!r}: {self.root} is not a directory")
+        out = [f for f in self._loc.walk() if Path(f).suffix.lower() in IMAGE_EXTS]
         if not out:
             raise DatasetError(f"image source {self.name!r}: no images ({', '.join(sorted(IMAGE_EXTS))}) under {self.root}")
         return out
+
+    def __getstate__(self):  # the fsspec filesystem is re-made in each process
+        return {k: v for k, v in self.__dict__.items() if k != "_loc"}
 
     def __len__(self) -> int:
         return len(self.files)
@@ -88,7 +94,7 @@ class ImageFolder:
         return f"{self.name}:{self.files[i]}"
 
     def load(self, i: int) -> bytes:
-        return (self.root / self.files[i]).read_bytes()
+        return self._loc.read_bytes(self.files[i])
 
     def describe(self, item_id: str) -> str | None:
         """Words of a descriptive file name ("red_fox-in-snow.jpg" -> "Red fox in snow."), for
@@ -433,6 +439,8 @@ def open_source(spec, *, catalog: dict[str, DatasetEntry] | None = None, ocr=Non
         if ocr is None:
             raise DatasetError("skimage-page-lines needs an OCR engine")
         return SkimagePageLines(ocr)
+    if spec.path and is_url(spec.path):
+        return _url_folder(spec.name or spec.path, spec.path, spec.format or "image-folder", want_labels)
     if spec.path:
         entry = DatasetEntry(name=spec.name or spec.path, format=spec.format or "image-folder",
                              root=str(Path(spec.path).expanduser().resolve()), labels=spec.labels)
@@ -446,6 +454,8 @@ def open_source(spec, *, catalog: dict[str, DatasetEntry] | None = None, ocr=Non
             raise DatasetError(f"unknown source {spec.name!r}{hint} (datasets.yaml names, "
                                "skimage-photos, skimage-page-lines, or give path: and format:)")
         entry = catalog[spec.name]
+        if is_url(entry.root):
+            return _url_folder(entry.name, entry.root, entry.format, want_labels)
     root = entry.require_root()
     if not want_labels and entry.format in ("textseg", "image-mask"):
         raise DatasetError(f"source {entry.name!r} is a text-crop source (textseg), not backgrounds")
@@ -462,3 +472,11 @@ def open_source(spec, *, catalog: dict[str, DatasetEntry] | None = None, ocr=Non
     if entry.format == "image-mask":
         return ImageMaskCrops(root, ocr=ocr, name=entry.name)
     raise DatasetError(f"source {entry.name!r}: unknown format {entry.format!r}")
+
+
+def _url_folder(name: str, url: str, fmt: str, want_labels: bool) -> ImageFolder:
+    if want_labels or fmt != "image-folder":
+        raise DatasetError(f"source {name!r}: only image-folder background sources may be fsspec URLs ({url} is "
+                           f"{fmt} as {'text crops' if want_labels else 'backgrounds'}); put other datasets at the "
+                           "same path on every node")
+    return ImageFolder(url, name)
