@@ -21,7 +21,7 @@ import threading
 import time
 
 
-def _one(num: int, workers: int, chunk: int, recipe_name: str = "ftsr") -> dict:
+def _one(num: int, workers: int, per_shard: int, recipe_name: str = "ftsr") -> dict:
     import psutil
 
     from models.datasets import load_catalog
@@ -30,7 +30,7 @@ def _one(num: int, workers: int, chunk: int, recipe_name: str = "ftsr") -> dict:
     from synth.recipe import load_recipe
 
     class TimedRay(RayExecutor):
-        """Records set-up end and each chunk's arrival: the steady rate skips the warm-up, in
+        """Records set-up end and each shard's arrival: the steady rate skips the warm-up, in
         which each worker OCRs every background photo once (verdicts are cached after)."""
 
         def start(self):
@@ -38,10 +38,11 @@ def _one(num: int, workers: int, chunk: int, recipe_name: str = "ftsr") -> dict:
             self.ready_at = time.perf_counter()
             self.arrivals = []
 
-        def next_done(self):
-            tag, res = super().next_done()
-            self.arrivals.append((time.perf_counter(), len(res)))
-            return tag, res
+        def next_done(self, timeout=None):
+            rec = super().next_done(timeout)
+            if rec is not None:
+                self.arrivals.append((time.perf_counter(), len(rec["indices"])))
+            return rec
 
     peak = {"workers": 0}
     stop = threading.Event()
@@ -59,11 +60,11 @@ def _one(num: int, workers: int, chunk: int, recipe_name: str = "ftsr") -> dict:
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()
-    recipe = load_recipe(recipe_name)
+    recipe = load_recipe(recipe_name, [f"samples_per_shard={per_shard}"])
     ex = TimedRay(recipe, catalog=load_catalog(), workers=workers)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        m = build(recipe, out, num, executor=ex, chunk=chunk, progress=False)
+        m = build(recipe, out, num, executor=ex, progress=False)
         t1 = time.perf_counter()
     stop.set()
     t.join()
@@ -85,7 +86,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--num", type=int, default=48)
     ap.add_argument("--big", type=int, default=192)
-    ap.add_argument("--chunk", type=int, default=4)
+    ap.add_argument("--chunk", type=int, default=4, help="samples per shard (a shard is one worker's task)")
     ap.add_argument("--recipe", default="ftsr",
                     help="another recipe (e.g. glyph) is timed with 2 workers against ftsr in the same run")
     ap.add_argument("--one", nargs=3, type=int, help=argparse.SUPPRESS)
