@@ -12,6 +12,25 @@ class CheckpointError(TextsrError, ValueError):
     """A checkpoint that does not fit the network; names the file and the keys at fault."""
 
 
+def read_weights_file(path: Path) -> dict:
+    """Tensors of a diffusers-style weights file: ``.safetensors``, else a torch ``.bin`` / ``.pth``
+    state dict (read with ``weights_only``); an unreadable file is a CheckpointError naming it."""
+    import torch
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as e:  # noqa: BLE001 — a truncated or foreign file means the same to the user
+            raise CheckpointError(f"{path}: cannot read as safetensors ({type(e).__name__}: {e})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 — any unpickling failure means the same to the user
+        raise CheckpointError(f"{path}: cannot read as a PyTorch state dict ({type(e).__name__}: {e})") from None
+
+
 def read_state_dict(path: Path, keys: tuple[str, ...] = ("params_ema", "params")) -> tuple[dict, str | None]:
     """The tensors of a checkpoint: the first of ``keys`` present (BasicSR saves ``params`` and
     ``params_ema``; EMA weights are what the authors release for inference), or the whole dict

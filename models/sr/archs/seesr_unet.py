@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.sr.checkpoint import CheckpointError, check_keys
+from models.sr.checkpoint import CheckpointError, check_keys, read_weights_file
 
 IMAGE_CROSS_ATTENTION_DIM = 512  # official: hard-coded default of the blocks' constructors
 _OUR_KEYS = ("use_image_cross_attention", "image_cross_attention_dim")
@@ -186,18 +186,6 @@ def build_seesr_model(kind: str, config: dict):
     return net
 
 
-def read_state_dict(path: Path) -> dict:
-    """Tensors of a diffusers weights file (``.safetensors`` or a torch ``.bin``)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 — any unpickling failure means the same to the user
-        raise CheckpointError(f"{path}: cannot read as a PyTorch state dict ({type(e).__name__}: {e})") from None
-
-
 def load_strict(net: nn.Module, sd: dict, where: str) -> None:
     """``net.load_state_dict(sd)`` with every key matched; a mismatch raises ``CheckpointError``
     naming the keys (missing, unexpected, wrong shape) and ``where`` they came from."""
@@ -221,7 +209,7 @@ def load_seesr_model(kind: str, folder: str | os.PathLike, dtype: torch.dtype | 
     if weights is None:
         raise CheckpointError(f"{folder}: none of {', '.join(WEIGHT_NAMES)} found")
     net = build_seesr_model(kind, config)
-    load_strict(net, read_state_dict(weights), str(weights))
+    load_strict(net, read_weights_file(weights), str(weights))
     if dtype is not None:
         net.to(dtype)
     return net.eval().requires_grad_(False)
