@@ -19,6 +19,9 @@ tiles apply (on CPU pass ``--cpu-tile 16`` to make a 256² run tile at all).
 ``--methods tadisr-kolors,tadisr-cogview4`` times TADiSR on its own bases (Kolors' SDXL-size UNet,
 CogView4's 6.4 B transformer; ``models.sr.tadisr_bases.real_configs``) beside those bases' own bare
 calls (their ratio column is to that bare row, not SD-2.1's). CogView4 at real size is skipped on CPU.
+``--methods vosr-0.5b,vosr-0.5b-onestep,vosr-1.4b,vosr-1.4b-onestep`` times VOSR at the official
+configs' sizes (``vosr``; ratio to SD-2.1's bare row; multi-step 25 steps with CFG, one-step tiles
+512/32; the paper: ~0.094 s per 512² one-step image on an A100).
 Prints a markdown table for benchmarks/RESULTS.md; ``--plot FILE`` also draws it.
 """
 from __future__ import annotations
@@ -169,6 +172,43 @@ def seesr(comps, dev, dtype, steps=50, tiny=False, **kw):
 
 METHODS = {"osediff": osediff, "pisa-sr": pisasr, "codsr": codsr, "seesr": seesr}
 TADISR = {"tadisr-kolors": "kolors", "tadisr-cogview4": "cogview4"}
+VOSR = ("vosr-0.5b", "vosr-0.5b-onestep", "vosr-1.4b", "vosr-1.4b-onestep")
+
+
+def vosr(name: str, dev, dtype, tiny: bool, **kw):
+    """VOSR with the official configs' sizes (configs/train_yml: 0.5B dim 1024 × 28 blocks, 16 heads,
+    DINOv2 ViT-B/14 at 448², SD-2.1 VAE encoder + the half-width light decoder; 1.4B dim 1536 × 36,
+    24 heads, DINOv2 ViT-L/14, the Qwen-Image 2-D VAE), random weights. VOSR reports ~0.094 s per
+    512² one-step image on an A100."""
+    import torch
+    from diffusers import AutoencoderKL
+    from transformers import Dinov2Config, Dinov2Model
+
+    from models.sr import vosr as V
+    from models.sr.archs.vosr_arch import LightDecoder
+    from models.sr.diffusion.components import sd21_base_configs
+
+    v = V.MODELS[name]
+    if tiny:
+        return V.build(name, tiny=True, device=dev, dtype=dtype, **kw)
+    big = v.ae_type == "qwen"
+    args = {**V.tiny_args(v.ae_type), "resolution": 512, "dim": 1536 if big else 1024, "depth": 36 if big else 28,
+            "num_heads": 24 if big else 16, "enc_type": "dinov2l" if big else "dinov2b",
+            "enc_dim": 1024 if big else 768, "layer_dinov2b_list": [17 if big else 8], "dinov2_size": 448}
+    dit = V.dit_from_args(args, v.onestep, tiny_init_seed=0)
+    enc = Dinov2Model(Dinov2Config(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16) if big
+                      else Dinov2Config()).eval()
+    dino = V.DinoFeatures(enc, 448, args["layer_dinov2b_list"][0])
+    if big:
+        from models.sr.archs.qwenimage_vae2d import QwenImageVAE2D, QwenVAE2DConfig
+
+        codec = V.QwenCodec(QwenImageVAE2D(QwenVAE2DConfig()).eval())  # the official defaults: the real VAE
+    else:
+        codec = V.SD2Codec(AutoencoderKL(**sd21_base_configs()["vae"]), LightDecoder())
+    if v.onestep:
+        kw.setdefault("tile", 512)
+        kw.setdefault("tile_overlap", 32)
+    return V.VOSR(dit, codec, dino, args, name=name, onestep=v.onestep, device=dev, dtype=dtype, **kw)
 
 
 def tadisr(family: str, dev, dtype, tiny: bool, **kw):
@@ -207,7 +247,7 @@ def main():
     ap.add_argument("--size", type=int, default=128, help="output side, untiled run")
     ap.add_argument("--tiled-size", type=int, default=256, help="output side, tiled run (0 = skip)")
     ap.add_argument("--cpu-tile", type=int, default=0, help="latent tile side for the tiled run (0 = method default)")
-    ap.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join([*METHODS, *TADISR])}")
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join([*METHODS, *TADISR, *VOSR])}")
     ap.add_argument("--tiled-methods", default="", help="methods of the tiled run (default: --methods)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seesr-steps", type=int, default=50)
@@ -237,6 +277,17 @@ def main():
             if not tiled and m == "pisa-sr":
                 variants.append((m, {"adjustable": True}))
         for name, extra in variants:
+            if name in VOSR:
+                kw = {"tile": a.cpu_tile * 8, "tile_overlap": a.cpu_tile * 2} if (tiled and a.cpu_tile) else \
+                    ({} if tiled else {"tile": 0})
+                model = vosr(name, dev, dtype, a.tiny, **kw)
+                t, m = _time(model.upscale, x, dev, a.repeat)
+                rows.append((size, f"{name} ({model.steps} step{'s' if model.steps > 1 else ''}"
+                             f"{', CFG' if not model.onestep else ''}{', tiles' if model.tile else ''})", t, m, t / t_bare))
+                del model
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
             if name in TADISR:
                 kw = {"tile": a.cpu_tile, "tile_overlap": a.cpu_tile // 4} if (tiled and a.cpu_tile) else \
                     ({} if tiled else {"tile": 0})

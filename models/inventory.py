@@ -59,6 +59,15 @@ def _status(wf, allow_download: bool = False) -> tuple[str, str]:
     return ("present, sha256 ok" if wf.sha256 else "present (no published sha256)"), str(path)
 
 
+def _folder_label(wf: WeightsFolder) -> str:
+    """``name/`` — or ``name/sub/`` when every required file is in one sub-folder, so two parts of one
+    repo snapshot (VOSR's checkpoint folder and its VAE, both in ``CSWRY/VOSR``) are told apart."""
+    heads = {r.split("/", 1)[0] for r in wf.required}
+    if len(heads) == 1 and all("/" in r for r in wf.required):
+        return f"{wf.name}/{heads.pop()}/"
+    return wf.name + "/"
+
+
 def weights_rows(pattern: str | None = None, allow_download: bool = False) -> list[WeightsRow]:
     """One row per file per component whose name matches ``pattern`` (fnmatch), SR models,
     segmenters and OCR engines. With ``allow_download`` missing files are fetched."""
@@ -86,7 +95,7 @@ def weights_rows(pattern: str | None = None, allow_download: bool = False) -> li
             for wf in files:
                 status, path = _status(wf, allow_download)
                 fetch = "" if path else (fetch_folder_command(wf) if isinstance(wf, WeightsFolder) else fetch_command(wf))
-                rows.append(WeightsRow(f"sr:{name}", wf.name + "/" if isinstance(wf, WeightsFolder) else wf.filename,
+                rows.append(WeightsRow(f"sr:{name}", _folder_label(wf) if isinstance(wf, WeightsFolder) else wf.filename,
                                        wf.source, status, path, fetch))
     from models.caption.blip import FOLDERS as CAPTION_FOLDERS
 
