@@ -283,7 +283,7 @@ def synth_main(argv: list[str] | None = None) -> int:
     i.set_defaults(fn=_cmd_inspect)
     e = sub.add_parser("export", help="write a build in another project's folder layout")
     e.add_argument("out")
-    e.add_argument("--layout", required=True, choices=("tadisr",))
+    e.add_argument("--layout", required=True, choices=("tadisr", "vosr"))
     e.add_argument("--dest", default=None, help="destination (default <out>/<layout>)")
     e.set_defaults(fn=_cmd_export)
     a = p.parse_args(argv)

@@ -1,5 +1,6 @@
 """``synth export``: corpus shards -> other projects' folder layouts.
 
+Layouts: ``tadisr`` (:func:`export_tadisr`), ``vosr`` (:func:`export_vosr`).
 A directory that is not a finished-or-partial build, or whose shards are gone, is a
 :class:`CorpusError` raised before anything is written."""
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from synth.shards import CorpusError, build_shards, open_build
+from synth.shards import AtomicShardWriter, CorpusError, build_shards, open_build
 
-LAYOUTS = ("tadisr",)
+LAYOUTS = ("tadisr", "vosr")
 
 
 def iter_samples(out: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -78,11 +79,58 @@ def export_tadisr(out: Path, dest: Path) -> int:
     return n
 
 
+def export_vosr(out: Path, dest: Path) -> int:
+    """VOSR's webdataset training layout (Wu et al., CVPR 2026; github.com/cswry/VOSR, Apache-2.0).
+
+    VOSR's ``dataloaders/realsr_dataset.py::build_webdataset_pipeline`` globs ``<folder>/*.tar``
+    (one level, one folder per line of its dataset txt: ``<folder>, <weight>``), runs
+    ``ResampledShards -> split_by_node -> split_by_worker -> tarfile_to_samples -> shuffle ->
+    decode("rgb8")`` and keeps, per sample, the first key that *equals* one of ``jpg png jpeg bmp
+    webp``; a sample without one is dropped silently. Our members ``<key>.hr.png`` give the key
+    ``hr.png``, so a ``synth build`` corpus as it is yields no sample at all (an endless, empty
+    stream). VOSR makes its LR itself (Real-ESRGAN degradations on the GPU), so it needs the HR only.
+
+    Writes ``<dest>/<shard file name>`` for each shard of the build, same name, same samples in
+    the same order, each sample one member ``<key>.png`` holding the build's ``hr.png`` bytes
+    unchanged (pixel-identical after VOSR's decode), through :class:`AtomicShardWriter`.
+    Point a line of VOSR's txt at ``dest``. A ``.tar`` already in ``dest`` that this export would
+    not write is a :class:`CorpusError` (VOSR's glob would mix it in)."""
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise CorpusError(f"--dest {dest} is a file; give a directory")
+    shards = build_shards(out, open_build(out))
+    if not shards:
+        raise CorpusError(f"{out}: the build has no samples to export")
+    names = [Path(str(s)).name for s in shards]
+    if any(Path(str(s)).parent.resolve() == dest.resolve() for s in shards):
+        raise CorpusError(f"--dest {dest} is the build's own shard folder; give another directory")
+    if dest.is_dir():
+        stray = sorted(p.name for p in dest.glob("*.tar") if p.name not in names)
+        if stray:
+            raise CorpusError(f"--dest {dest} already holds {len(stray)} other shard(s) ({', '.join(stray[:3])}) "
+                              "that VOSR would read too; give an empty directory")
+    n = 0
+    dest.mkdir(parents=True, exist_ok=True)
+    for shard, name in zip(shards, names):
+        with AtomicShardWriter(dest / name) as w:
+            for key, fields in iter_shard(shard):
+                if "hr.png" not in fields:
+                    raise CorpusError(f"{shard}: sample {key!r} has no hr.png member (fields: "
+                                      f"{', '.join(sorted(fields))}); is this a synth build shard?")
+                w.write(key, {"png": fields["hr.png"]})
+            w.close()
+        n += w.count
+    return n
+
+
+_EXPORTERS = {"tadisr": export_tadisr, "vosr": export_vosr}
+
+
 def export(out: Path, layout: str, dest: Path | None = None) -> tuple[Path, int]:
     if layout not in LAYOUTS:
         raise CorpusError(f"unknown export layout {layout!r} (known: {', '.join(LAYOUTS)})")
     dest = Path(dest) if dest else Path(out) / layout
-    return dest, export_tadisr(Path(out), dest)
+    return dest, _EXPORTERS[layout](Path(out), dest)
 
 
 def read_sample_images(fields: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:

@@ -16,6 +16,7 @@ LOADERS = Registry("benchmark format", {
     "div2k-valid": "evalkit.loaders.srpairs:DIV2KValid",
     "folder-bench": "evalkit.loaders.srpairs:FolderBench",
     "ftsr-tadisr": "evalkit.loaders.ftsr:FTSRTadisr",
+    "screensr": "evalkit.loaders.screensr:ScreenSR",
 })
 
 
