@@ -1,5 +1,5 @@
 """VOSR (Wu et al., "VOSR: A Vision-Only Generative Model for Image Super-Resolution", CVPR 2026;
-github.com/cswry/VOSR, Apache-2.0): a flow-matching LightningDiT in a VAE latent, conditioned on
+github.com/cswry/VOSR @ 25fbf8e, Apache-2.0): a flow-matching LightningDiT in a VAE latent, conditioned on
 the LR latent (channel concat) and on DINOv2 features of the LR (cross-attention), no text.
 
 Models: ``vosr-0.5b`` / ``vosr-0.5b-onestep`` (SD-2.1 VAE encoder, 4 channels, decoded by the
@@ -376,8 +376,13 @@ class VOSR(SRModel):
         level = dlog.get_verbosity()
         dlog.set_verbosity_error()  # diffusers warns on every .to(dtype) of its VAE
         try:
-            for m in [dit, dino.encoder, *codec.modules()]:
+            for m in [dit, dino.encoder]:
                 m.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
+            # the official code runs everything in fp32; whether the Qwen-Image VAE survives fp16 is
+            # unmeasured (SDXL's VAE does not), so it stays fp32 beside an fp16 DiT — a small part of the cost
+            codec_dtype = torch.float32 if isinstance(codec, QwenCodec) and self.dtype == torch.float16 else self.dtype
+            for m in codec.modules():
+                m.to(device=self.device, dtype=codec_dtype).eval().requires_grad_(False)
         finally:
             dlog.set_verbosity(level)
         self.weights_info = dict(weights_info or {})
