@@ -461,20 +461,14 @@ class VOSR(SRModel):
         import torch
         import torch.nn.functional as F
 
+        from models.sr.diffusion.base import prepare_lr
         from models.sr.diffusion.colorfix import color_fix
 
         h, w = batch.shape[-2:]
-        lr = batch.to(self.device, torch.float32)
         s = self.scale
-        enlarge = self.process_size > 0 and min(h, w) * s < self.process_size
-        if enlarge:
-            r = (self.process_size // s) / min(h, w)
-            lr = F.interpolate(lr, size=(int(r * h), int(r * w)), mode="bicubic", align_corners=False).clamp(0, 1)
-        up = F.interpolate(lr, scale_factor=s, mode="bicubic", align_corners=False).clamp(0, 1) if s > 1 else lr
+        _, up, x, enlarge = prepare_lr(batch.to(self.device, torch.float32), self.scale, self.process_size,
+                                        8 * self.patch)
         H, W = up.shape[-2:]
-        m = 8 * self.patch
-        ph, pw = (-H) % m, (-W) % m
-        x = F.pad(up, (0, pw, 0, ph), mode="reflect" if ph < H and pw < W else "replicate") if ph or pw else up
         x = x * 2 - 1
         with torch.inference_mode():
             g = [torch.Generator(device=self.device).manual_seed(self.seed) for _ in range(len(x))]

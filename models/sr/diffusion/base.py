@@ -43,6 +43,26 @@ def randn(shape, generator, device, dtype=None):
     return torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
 
+def prepare_lr(lr, scale: int, process_size: int, multiple: int):
+    """LR N×3×h×w float32 in [0, 1] -> (lr, possibly enlarged so its short side reaches
+    ``process_size`` at ×scale (the official --process_size, bicubic); up = bicubic ×scale, N×3×H×W
+    in [0, 1]; x = up reflect-padded on the bottom/right to multiples of ``multiple`` (8: the VAE;
+    VOSR: 8·patch); whether it was enlarged). The diffusion ports' one input preparation."""
+    import torch.nn.functional as F
+
+    h, w = lr.shape[-2:]
+    s = scale
+    enlarge = process_size > 0 and min(h, w) * s < process_size
+    if enlarge:
+        r = (process_size // s) / min(h, w)
+        lr = F.interpolate(lr, size=(int(r * h), int(r * w)), mode="bicubic", align_corners=False).clamp(0, 1)
+    up = F.interpolate(lr, scale_factor=s, mode="bicubic", align_corners=False).clamp(0, 1) if s > 1 else lr
+    H, W = up.shape[-2:]
+    ph, pw = (-H) % multiple, (-W) % multiple
+    x = F.pad(up, (0, pw, 0, ph), mode="reflect" if ph < H and pw < W else "replicate") if ph or pw else up
+    return lr, up, x, enlarge
+
+
 def resolve_dtype(device, dtype, who: str):
     """fp16 on CUDA and fp32 on CPU by default; 'fp16'/'fp32'/'bf16' strings accepted; fp16 on CPU refused."""
     import torch
@@ -201,22 +221,7 @@ class DiffusionSR(SRModel):
 
     # -- the procedure ----------------------------------------------------------------------------
     def _prepare(self, lr):
-        """LR N×3×h×w float32 on the device -> (lr, possibly enlarged to ``process_size`` (the
-        official --process_size, bicubic); up = bicubic ×scale, N×3×H×W in [0, 1]; x = up
-        reflect-padded to multiples of 8; whether it was enlarged)."""
-        import torch.nn.functional as F
-
-        h, w = lr.shape[-2:]
-        s = self.scale
-        enlarge = self.process_size > 0 and min(h, w) * s < self.process_size
-        if enlarge:
-            r = (self.process_size // s) / min(h, w)
-            lr = F.interpolate(lr, size=(int(r * h), int(r * w)), mode="bicubic", align_corners=False).clamp(0, 1)
-        up = F.interpolate(lr, scale_factor=s, mode="bicubic", align_corners=False).clamp(0, 1) if s > 1 else lr
-        H, W = up.shape[-2:]
-        ph, pw = (-H) % 8, (-W) % 8
-        x = F.pad(up, (0, pw, 0, ph), mode="reflect" if ph < H and pw < W else "replicate") if ph or pw else up
-        return lr, up, x, enlarge
+        return prepare_lr(lr, self.scale, self.process_size, 8)
 
     def _finish(self, z0, up, out_hw: tuple[int, int], enlarged: bool):
         """Denoised latent -> decoded, cropped to ``up``'s size, colour-fixed towards ``up``, and
