@@ -306,10 +306,12 @@ def build(recipe: Recipe, out, num: int, *, executor, resume: bool = False, over
         executor.close()  # cancels shards still in flight: their temp files are swept next
         loc.remove_temps(SHARDS_DIR)
         bar.close()
-    _summarise(manifest)
-    manifest["complete"] = (len(manifest["shards"]) == n_shards and manifest["counts"]["kept"] == num
-                            and "error" not in manifest)
-    _write_manifest(loc, manifest)
+        # also when interrupted or failing: every shard that landed is recorded (the throttle may have
+        # skipped the last few rewrites)
+        _summarise(manifest)
+        manifest["complete"] = (len(manifest["shards"]) == n_shards and manifest["counts"]["kept"] == num
+                                and "error" not in manifest)
+        _write_manifest(loc, manifest)
     if "error" in manifest:
         key, tb = errors[0]
         raise SampleError(f"{len(errors)} sample(s) raised an unexpected exception (a bug, not a bad input); the "

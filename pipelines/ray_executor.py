@@ -159,9 +159,12 @@ class RayExecutor:
         # cancel what is in flight; forget the refs first, so a killed task's unfetched result is
         # not reported as an "unhandled error" when it is garbage-collected
         refs, self._pending = list(self._pending), {}
-        for ref in refs:
+        # our own local Ray: shutting it down ends its workers. On a cluster, ask the running
+        # shards to stop (not force=True: Ray 2.60 aborts the driver with "Tried to complete task
+        # that was not pending" when a force-cancel races a task that is just finishing)
+        for ref in refs if not self.session.started else ():
             try:
-                ray.cancel(ref, force=True)
+                ray.cancel(ref)
             except Exception:  # noqa: BLE001 — already finished or its node is gone
                 pass
         if self._board is not None:
