@@ -98,9 +98,10 @@ def synth_corpus(root: Path, limit: int | None = None) -> Bench:
 
     def load(wanted: list[str]) -> Iterator[BenchItem]:
         found: dict[str, BenchItem] = {}
+        want = set(wanted)
         for shard in dict.fromkeys(where[k] for k in wanted):
             for key, f in iter_shard(shard):
-                if key in wanted:
+                if key in want:
                     found[key] = item(key, f)
         return iter([found[k] for k in wanted])
 

@@ -387,6 +387,8 @@ class Scorer:
         ``files`` (``{path under out: PNG bytes}``: SR outputs and predicted masks of a model run),
         ``state`` (each metric's accumulator over exactly these images — a delta the caller merges)
         and ``skipped`` (reason -> n). Nothing is written here: the caller commits batches in order."""
+        from synth.imageio import encode_png
+
         for m in self.metrics.values():
             m.reset()
         out = Path(out)
@@ -408,11 +410,11 @@ class Scorer:
                 pred_mask = None
                 if self.model is not None:
                     (sr, aux), sr_path = model_out[it.key], out / "sr" / f"{it.key}.png"
-                    files[f"sr/{it.key}.png"] = _png(sr)
+                    files[f"sr/{it.key}.png"] = encode_png(sr)
                     if "text_mask" in aux:
                         pred_mask = aux["text_mask"]
                         rec["mask_path"] = str(out / "mask" / f"{it.key}.png")
-                        files[f"mask/{it.key}.png"] = _png(np.round(pred_mask * 255).astype(np.uint8))
+                        files[f"mask/{it.key}.png"] = encode_png(np.round(pred_mask * 255).astype(np.uint8))
                 else:
                     sr, sr_path = _read_sr(it, self.sr_files)
                     if self.mask_files is not None:
@@ -459,13 +461,6 @@ def _ocr_device(engine: str, device: str | None) -> dict:
     if not (device and device.startswith("cuda")):
         return {}
     return {"device": device} if "device" in inspect.signature(OCR_ENGINES.get(engine)).parameters else {}
-
-
-def _png(img: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", img[:, :, ::-1] if img.ndim == 3 else img)
-    if not ok:
-        raise RuntimeError(f"PNG encoding failed for an image of shape {img.shape}")
-    return buf.tobytes()
 
 
 class LocalScoring:

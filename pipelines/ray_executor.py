@@ -55,14 +55,13 @@ def _setup_check(build_id: str, setup: tuple) -> bool:
 
 def _shard_task(build_id: str, setup: tuple, job, board) -> dict:
     factory = _factory(build_id, setup)
-    attempt = uuid.uuid4().hex[:8]
     last = [0.0]
 
     def report(n: int) -> None:
         now = time.monotonic()
         if now - last[0] >= REPORT_EVERY_S or n == len(job.indices):
             last[0] = now
-            board.report.remote(job.index, attempt, n)  # fire and forget: progress only
+            board.report.remote(job.index, n)  # fire and forget: progress only (a retry restarts from 0)
 
     rec = make_shard(factory, job, report)
     ctx = ray.get_runtime_context()
@@ -71,12 +70,13 @@ def _shard_task(build_id: str, setup: tuple, job, board) -> dict:
 
 
 class _ProgressBoard:
-    """Samples made so far by each in-flight shard (the latest attempt's count)."""
+    """Samples made so far by each in-flight shard (the latest report: a retried shard's count
+    starts again from 0)."""
 
     def __init__(self):
         self.done: dict[int, int] = {}
 
-    def report(self, shard: int, attempt: str, n: int) -> None:
+    def report(self, shard: int, n: int) -> None:
         self.done[shard] = n
 
     def snapshot(self) -> dict[int, int]:
