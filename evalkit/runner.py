@@ -394,11 +394,10 @@ class Scorer:
         out = Path(out)
         items = list(self.bench.load(keys))
         runnable = [it for it in items if not it.error]  # the model sees only the readable LR
-        model_out = {}  # key -> (SR, auxiliary maps)
+        model_out = {}  # key -> (SR, auxiliary maps, conditioning record)
         if self.model is not None and runnable:
             lrs = [it.lr for it in runnable]
-            res = (self.model.upscale_images_aux(lrs) if self.model_masks
-                   else [(sr, {}) for sr in self.model.upscale_images(lrs)])
+            res = self.model.upscale_images_records(lrs, aux=self.model_masks)
             model_out = {it.key: r for it, r in zip(runnable, res)}
         rows, files, skipped = [], {}, {}
         hits0 = (self.hr_cache.hits, self.hr_cache.misses) if self.hr_cache else (0, 0)
@@ -409,8 +408,10 @@ class Scorer:
                     raise _Skip(it.error_reason or "unreadable", it.error)
                 pred_mask = None
                 if self.model is not None:
-                    (sr, aux), sr_path = model_out[it.key], out / "sr" / f"{it.key}.png"
+                    (sr, aux, cond), sr_path = model_out[it.key], out / "sr" / f"{it.key}.png"
                     files[f"sr/{it.key}.png"] = encode_png(sr)
+                    if cond is not None:  # what the model conditioned this image on (OCR prompts, caption)
+                        rec["conditioning"] = cond
                     if "text_mask" in aux:
                         pred_mask = aux["text_mask"]
                         rec["mask_path"] = str(out / "mask" / f"{it.key}.png")

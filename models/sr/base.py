@@ -45,11 +45,19 @@ class SRModel:
     ``(sr, {name: N×1×sH×sW float in [0, 1]})``; ``upscale_aux`` / ``upscale_images_aux`` give them
     to callers (evalkit writes ``text_mask`` to ``<run>/mask/`` and scores it). For every other model
     ``upscale_aux`` returns the SR and an empty dict.
+
+    Conditioning records: a model whose output depends on per-image inputs it derives itself (OCR
+    prompts, captions, tags) sets ``records_conditions = True`` and, in every ``_forward``, sets
+    ``last_conditions`` to one JSON-serialisable dict per image of the batch;
+    :meth:`upscale_images_records` hands each image its record (evalkit writes it into
+    ``per_image.jsonl`` as ``conditioning``).
     """
 
     name: str = "sr"
     scale: int = 4
     aux_outputs: tuple[str, ...] = ()
+    records_conditions: bool = False
+    last_conditions: list | None = None
 
     def upscale(self, batch):
         return self._forward(check_batch(batch, self.name))
@@ -84,14 +92,19 @@ class SRModel:
 
     def upscale_images(self, imgs: Sequence) -> list:
         """Images of any sizes; those of equal size are upscaled together as one batch."""
-        return [sr for sr, _ in self._images(imgs, aux=False)]
+        return [sr for sr, _, _ in self._images(imgs, aux=False)]
 
     def upscale_images_aux(self, imgs: Sequence) -> list[tuple[Any, dict[str, np.ndarray]]]:
         """Like :meth:`upscale_images`, with each image's auxiliary maps: ``(sr, {name: HxW float32
         in [0, 1]})`` (an empty dict for models without ``aux_outputs``)."""
-        return self._images(imgs, aux=True)
+        return [(sr, maps) for sr, maps, _ in self._images(imgs, aux=True)]
 
-    def _images(self, imgs: Sequence, aux: bool) -> list[tuple[Any, dict]]:
+    def upscale_images_records(self, imgs: Sequence, aux: bool = False) -> list[tuple[Any, dict, dict | None]]:
+        """``(sr, maps, record)`` per image: :meth:`upscale_images_aux`'s pair (maps empty unless
+        ``aux``) and the image's conditioning record (None for models that keep none)."""
+        return self._images(imgs, aux=aux)
+
+    def _images(self, imgs: Sequence, aux: bool) -> list[tuple[Any, dict, dict | None]]:
         import torch
 
         arrays, kinds = [], []
@@ -105,11 +118,16 @@ class SRModel:
         out: list = [None] * len(arrays)
         for idx in groups.values():
             batch = torch.from_numpy(np.stack([arrays[i] for i in idx])).permute(0, 3, 1, 2)
+            self.last_conditions = None
             sr, maps = self.upscale_aux(batch) if aux else (self.upscale(batch), {})
+            records = self.last_conditions if self.records_conditions else None
+            if records is not None and len(records) != len(idx):
+                raise RuntimeError(f"{self.name}: {len(records)} conditioning records for a batch of {len(idx)}")
             res = sr.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
             maps = {k: v.clamp(0, 1)[:, 0].float().cpu().numpy() for k, v in maps.items()}
             for j, i in enumerate(idx):
-                out[i] = (_from_float_array(res[j], kinds[i]), {k: v[j] for k, v in maps.items()})
+                out[i] = (_from_float_array(res[j], kinds[i]), {k: v[j] for k, v in maps.items()},
+                          records[j] if records is not None else None)
         return out
 
 

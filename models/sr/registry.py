@@ -20,6 +20,7 @@ _FAMILIES = {
     "models.sr.codsr:build": ("codsr",),
     "models.sr.seesr:build": ("seesr", "seesr-srsr"),
     "models.sr.tadisr:build": ("tadisr-kolors", "tadisr-cogview4"),
+    "models.sr.glyphsr:build": ("glyph-sr",),
     "models.sr.vosr:build": ("vosr-0.5b", "vosr-1.4b", "vosr-0.5b-onestep", "vosr-1.4b-onestep"),
 }
 

@@ -1,46 +1,19 @@
 """Stage: GLYPH-SR text guidance — positions, verbalised prompts, LR OCR, and scene captions.
 
-GLYPH-SR conditions its Text-ControlNet on OCR strings with verbalised positions ("HSBC is
-displayed at the center", several instances joined in reading order) plus a global caption. Here:
-
-- a position is the cell of a 3×3 grid over the image that holds the instance's centroid (mean of
-  its polygon's corners), named ``top left``, ``top``, ``top right``, ``left``, ``center``, …;
-- reading order is grid row first, then the centroid's x, then its y;
-- the OCR strings are what the recipe's OCR engine reads in the LR, bicubic-upsampled back to the
-  HR size (the SR input size, as at inference), with lines below ``ocr_min_score`` dropped;
-- phrases are ``"<text> is displayed at the <position>"`` joined with "; " and closed with ".".
+GLYPH-SR conditions its Text-ControlNet on OCR strings with verbalised positions plus a global
+caption. Positions, reading order and the phrase format are ``models.ocr.verbalise`` (the one
+definition ``glyph-sr`` also uses at inference). Here: the OCR strings are what the recipe's OCR
+engine reads in the LR, bicubic-upsampled back to the HR size (the SR input size, as at
+inference), with lines below ``ocr_min_score`` left out of the prompt.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-_ROWS = ("top", "", "bottom")
-_COLS = ("left", "", "right")
+from models.ocr.verbalise import describe, grid_position, read_prompt
 
-
-def grid_position(polygon, width: int, height: int) -> tuple[str, int, int]:
-    """The 3×3 grid cell of a polygon's centroid -> (name, row, col). Centroids on a cell border
-    go to the later cell; the right/bottom image edge belongs to the last cell."""
-    pts = np.asarray(polygon, np.float64).reshape(-1, 2)
-    cx, cy = pts.mean(0)
-    col = min(2, max(0, int(cx * 3 // width)))
-    row = min(2, max(0, int(cy * 3 // height)))
-    name = " ".join(w for w in (_ROWS[row], _COLS[col]) if w) or "center"
-    return name, row, col
-
-
-def describe(items: list[dict], width: int, height: int) -> tuple[list[dict], str]:
-    """Items with "text" and "polygon" (image pixels) -> (items in reading order, each with its
-    "position", and the verbalised prompt; "" when there is no text)."""
-    rows = []
-    for it in items:
-        name, row, _ = grid_position(it["polygon"], width, height)
-        c = np.asarray(it["polygon"], np.float64).reshape(-1, 2).mean(0)
-        rows.append(((row, float(c[0]), float(c[1])), {**it, "position": name}))
-    ordered = [it for _, it in sorted(rows, key=lambda r: r[0])]
-    phrases = [f"{it['text']} is displayed at the {it['position']}" for it in ordered if it["text"].strip()]
-    return ordered, ("; ".join(phrases) + "." if phrases else "")
+__all__ = ["describe", "grid_position", "metadata_caption", "read_lr"]
 
 
 def read_lr(ocr, lr: np.ndarray, hr_shape: tuple[int, int], min_score: float) -> dict:
@@ -48,13 +21,7 @@ def read_lr(ocr, lr: np.ndarray, hr_shape: tuple[int, int], min_score: float) ->
     -> {"lines": [...all lines, reading order, with score and position], "prompt": str (lines with
     score >= min_score)}."""
     h, w = hr_shape
-    up = cv2.resize(lr, (w, h), interpolation=cv2.INTER_CUBIC)
-    lines = [{"text": ln.text, "score": round(float(ln.score), 4),
-              "polygon": [[round(float(x), 1), round(float(y), 1)] for x, y in np.asarray(ln.polygon).reshape(-1, 2)]}
-             for ln in ocr.readtext(up)]
-    ordered, _ = describe(lines, w, h)
-    _, prompt = describe([ln for ln in ordered if ln["score"] >= min_score], w, h)
-    return {"lines": ordered, "prompt": prompt}
+    return read_prompt(ocr, cv2.resize(lr, (w, h), interpolation=cv2.INTER_CUBIC), min_score)
 
 
 def metadata_caption(bg_info: dict, sources) -> tuple[str, str]:
