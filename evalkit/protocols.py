@@ -22,12 +22,15 @@ Protocols (``list_protocols()``):
 * ``tadisr`` — TADiSR's table (PSNR, SSIM, LPIPS, FID, OCR-A). Its repository has no evaluation
   script; PSNR/SSIM follow its own code (RGB), the rest the field's usual choices (see ``notes``).
 * ``glyphsr`` — GLYPH-SR's table (OCR-F1 at ×4/×8 on HR-only sets, MANIQA, CLIP-IQA, MUSIQ) with
-  the LR made by MATLAB-style antialiased bicubic. Its OCR-F1 matching rule is unpublished.
+  the LR made by MATLAB-style antialiased bicubic. Its OCR-F1 matching rule is unpublished. OCR by
+  OpenOCR (``openocr-mobile``, the paper's engine) when its files resolve, else PP-OCRv4
+  (:func:`choose_ocr_engine`; the choice and why go into summary.json).
 """
 from __future__ import annotations
 
 import copy
 import difflib
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +52,9 @@ class Protocol:
     lr_preset:   the fixed LR preset for HR-only benchmarks (None: the benchmark's own LR).
     scales:      the scales the paper reports (informational).
     notes:       what the paper leaves open and the choices made here.
+    ocr_engines: OCR engines in order of preference (the paper's first, then the fallback): a run
+                 without ``--ocr`` uses the first whose weights resolve (:func:`choose_ocr_engine`);
+                 empty: :data:`models.ocr.DEFAULT_OCR`.
     """
 
     name: str
@@ -60,6 +66,7 @@ class Protocol:
     lr_preset: str | None = None
     scales: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
+    ocr_engines: tuple[str, ...] = ()
 
     def metric_kwargs(self, metric: str) -> dict[str, Any]:
         """The keyword arguments the protocol gives ``metric``: ``crop_border`` then its own (which win).
@@ -71,7 +78,7 @@ class Protocol:
         return {"name": self.name, "version": self.version, "description": self.description,
                 "source": self.source, "metrics": copy.deepcopy(self.metrics),
                 "crop_border": self.crop_border, "lr_preset": self.lr_preset,
-                "scales": list(self.scales), "notes": list(self.notes)}
+                "scales": list(self.scales), "notes": list(self.notes), "ocr_engines": list(self.ocr_engines)}
 
 
 def _basicsr() -> Protocol:
@@ -146,7 +153,7 @@ _TADISR = Protocol(
     ))
 
 _GLYPHSR = Protocol(
-    name="glyphsr", version="1",
+    name="glyphsr", version="2",
     description="GLYPH-SR: OCR-F1 at x4/x8 on HR-only scene-text sets (SVT, SCUT-CTW1500, CUTE80) plus "
                 "MANIQA, CLIP-IQA, MUSIQ",
     source="GLYPH-SR paper (no public code or evaluation script); LR as in most SR papers: MATLAB-style "
@@ -166,7 +173,10 @@ _GLYPHSR = Protocol(
         ("MANIQA variant unpublished: PIPAL (pyiqa 'maniqa-pipal', the diffusion-SR habit) chosen; "
         "--metric-opt maniqa.variant=koniq for pyiqa's plain 'maniqa'"),
         "HR-only benchmarks get their LR from the 'matlab-bicubic' preset at each reported scale",
-    ))
+        ("OCR: the paper measures with OpenOCR (openocr-mobile); PP-OCRv4 (rapidocr-ppocrv4) when OpenOCR's "
+         "files are not found - summary.json's ocr_engine / ocr_engine_choice say which ran and why"),
+    ),
+    ocr_engines=("openocr-mobile", "rapidocr-ppocrv4"))
 
 _BUILT = {"osediff": _OSEDIFF, "tadisr": _TADISR, "glyphsr": _GLYPHSR}
 _NAMES = ("basicsr", "glyphsr", "osediff", "tadisr")
@@ -190,3 +200,46 @@ def get_protocol(name: str) -> Protocol:
     close = difflib.get_close_matches(str(name), _NAMES, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnknownProtocolError(f"unknown protocol {name!r}{hint} (known: {', '.join(_NAMES)})")
+
+
+def choose_ocr_engine(protocol: Protocol, requested: str | None = None,
+                      allow_download: bool | None = False) -> tuple[str, str | None]:
+    """The OCR engine a run uses, and why when it is not simply the one asked for: ``(name, note)``.
+
+    ``requested`` (``--ocr``) wins: ``(requested, None)``. Otherwise the first of
+    ``protocol.ocr_engines`` whose files resolve (an engine class with a ``check_weights(allow_download)``
+    classmethod is asked; one without needs nothing beyond its package), the last one taken without
+    asking (the fallback); with no preference :data:`models.ocr.DEFAULT_OCR`. ``note`` names each engine
+    passed over and the file it lacked, e.g. ``"openocr-mobile weights not found: openocr_det_model.onnx;
+    rapidocr-ppocrv4 used"``, or says the preferred engine was found.
+    """
+    from models.ocr.base import DEFAULT_OCR, OCR_ENGINES
+    from models.weights import WeightsMissingError
+
+    if requested:
+        return requested, None
+    prefs = protocol.ocr_engines
+    if not prefs:
+        return DEFAULT_OCR, None
+    skipped = []
+    for name in prefs[:-1]:
+        check = getattr(OCR_ENGINES.get(name), "check_weights", None)
+        try:
+            if check is not None:
+                check(allow_download=allow_download)
+        except WeightsMissingError as e:
+            where = e.looked[0] if e.looked else e.weights_file.filename  # "<dir>/<file> (TEXTSR_WEIGHTS)"
+            skipped.append(f"{name} weights not found: {where}")
+            continue
+        return name, f"{name}: protocol {protocol.name}'s preferred OCR engine, weights found"
+    return prefs[-1], "; ".join(skipped + [f"{prefs[-1]} used"])
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def announce_ocr_choice(note: str | None) -> None:
+    """Print ``note`` from :func:`choose_ocr_engine` to stderr, once per process."""
+    if note and note not in _ANNOUNCED:
+        _ANNOUNCED.add(note)
+        print(f"evalkit: OCR engine: {note}", file=sys.stderr)

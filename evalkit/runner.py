@@ -53,7 +53,7 @@ class ScoreConfig:
     crop_border: int | None = None     # None: the protocol's (0 for all four built-in ones)
     resume: bool = False
     strict: bool = False
-    ocr_engine: str = "rapidocr-ppocrv4"
+    ocr_engine: str | None = None      # None: the protocol's preferred engine whose weights resolve, else rapidocr-ppocrv4
     allow_download: bool = False
     progress: bool = True
     report_worst: int = 8
@@ -371,10 +371,14 @@ class Scorer:
             raise ScoreError("no SR to score: give --model, or --sr-dir with the outputs")
         self.mask_files = _mask_files(cfg)
         self.model_masks = (self.model is not None and "text_mask" in self.model.aux_outputs) if masks is None else masks
-        ocr_kw = _ocr_device(cfg.ocr_engine, cfg.device)
+        from evalkit.protocols import announce_ocr_choice, choose_ocr_engine
+
+        self.ocr_engine, self.ocr_choice = choose_ocr_engine(self.protocol, cfg.ocr_engine, cfg.allow_download)
+        announce_ocr_choice(self.ocr_choice)
+        ocr_kw = _ocr_device(self.ocr_engine, cfg.device)
         if threads:
             ocr_kw["num_threads"] = threads
-        self.engine = create_ocr(cfg.ocr_engine, **ocr_kw)
+        self.engine = create_ocr(self.ocr_engine, **ocr_kw)
         self.metrics, self.unavailable = _build_metrics(cfg, self.engine, self.protocol,
                                                         masks=self.model_masks or self.mask_files is not None)
         self.need = set().union(*(m.needs for m in self.metrics.values())) if self.metrics else set()
@@ -671,7 +675,7 @@ def score(cfg: ScoreConfig, executor=None) -> dict:
         "metrics": values,
         "unavailable": unavailable,
         "settings": {name: m.settings() for name, m in metrics.items()},
-        "ocr_engine": cfg.ocr_engine,
+        "ocr_engine": scorer.ocr_engine, "ocr_engine_choice": scorer.ocr_choice,
         "ocr_engine_settings": identity["ocr_engine"],
         "hr_ocr_cache": hr_cache_info,
         "executor": executor_info,

@@ -445,7 +445,8 @@ def evalkit_main(argv: list[str] | None = None) -> int:
                     help="evaluation protocol: basicsr (default), osediff, tadisr, glyphsr; see evalkit protocols")
     sc.add_argument("--metric-opt", action="append", default=[], metavar="METRIC.KEY=VALUE",
                     help="an option of one metric, repeatable (values parsed as YAML), e.g. ssim.color_space=ycbcr")
-    sc.add_argument("--ocr", default="rapidocr-ppocrv4", help="OCR engine (evalkit list)")
+    sc.add_argument("--ocr", default=None, help="OCR engine (evalkit list; default: the protocol's engine whose "
+                    "weights are found, else rapidocr-ppocrv4)")
     sc.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     sc.add_argument("--workers", type=_positive("--workers"), default=None,
                     help="split the benchmark across N Ray actors, each holding the model once (local Ray, or "

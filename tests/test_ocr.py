@@ -80,7 +80,7 @@ def overlaps(line: OCRLine, box: tuple[int, int, int, int]) -> bool:
 
 # -- registry ------------------------------------------------------------------------------------
 def test_registry_lists_engines():
-    assert set(list_ocr()) == {"rapidocr-ppocrv4", "rapidocr-ppocrv6", "paddleocr"}
+    assert set(list_ocr()) == {"rapidocr-ppocrv4", "rapidocr-ppocrv6", "paddleocr", "openocr-mobile"}
     assert RAPID == ["rapidocr-ppocrv4", "rapidocr-ppocrv6"]
 
 

@@ -261,7 +261,7 @@ def test_protocol_to_dict_is_complete_json(name):
     d = json.loads(json.dumps(p.to_dict()))
     assert d == {"name": p.name, "version": p.version, "description": p.description, "source": p.source,
                  "metrics": p.metrics, "crop_border": p.crop_border, "lr_preset": p.lr_preset,
-                 "scales": list(p.scales), "notes": list(p.notes)}
+                 "scales": list(p.scales), "notes": list(p.notes), "ocr_engines": list(p.ocr_engines)}
     assert d["name"] == name and d["version"] and d["description"] and d["source"]
 
 

@@ -122,6 +122,7 @@ OCR_ENGINES = Registry("OCR engine", {
     "rapidocr-ppocrv4": "models.ocr.rapidocr_engine:RapidOCRv4Engine",
     "rapidocr-ppocrv6": "models.ocr.rapidocr_engine:RapidOCRv6Engine",
     "paddleocr": "models.ocr.paddle_engine:PaddleOCREngine",
+    "openocr-mobile": "models.ocr.openocr_engine:OpenOCREngine",
 })
 
 DEFAULT_OCR = "rapidocr-ppocrv4"
