@@ -11,14 +11,16 @@ import argparse
 import difflib
 import sys
 
-METHODS = {"tadisr": "pipelines.train.tadisr"}
+METHODS = {"tadisr": "pipelines.train.tadisr", "glyph-sr": "pipelines.train.glyphsr"}
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="textsr-train", description="Train a method's adapters on a synth corpus.")
     p.add_argument("method", help=f"one of: {', '.join(METHODS)}")
-    p.add_argument("--model", required=True, help="e.g. tadisr-kolors, tadisr-cogview4, tadisr-kolors-tiny")
-    p.add_argument("--data", required=True, help="a synth build output directory (manifest.json + shards/)")
+    p.add_argument("--model", required=True, help="tadisr: tadisr-kolors, tadisr-cogview4, tadisr-kolors-tiny, ...; "
+                   "glyph-sr: glyph-sr, glyph-sr-tiny")
+    p.add_argument("--data", required=True, help="a synth build output directory (manifest.json + shards/); for glyph-sr a "
+                   "`synth build --recipe glyph` one")
     p.add_argument("--out", required=True, help="run directory: checkpoint-<step>/, loss_log.jsonl, loss.png")
     p.add_argument("--max-steps", type=int, required=True)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -18,6 +18,10 @@ alone, and a resumed run skips the samples it already used (undecoded) to contin
 
 A sample missing a field is skipped and counted (``stats``), never an error; a directory that is
 not a synth build is a :class:`~synth.shards.CorpusError`.
+
+Other corpora reuse the ordering, sharding and resume logic with their own ``fields``, ``decoder``
+(``(key, fields, hr_crop, rng | None) -> sample``; ValueError/KeyError: skipped) and ``collate``
+(e.g. :mod:`pipelines.train.glyph_data`).
 """
 from __future__ import annotations
 
@@ -139,14 +143,17 @@ class CorpusStream:
 
     corpus: a synth build directory. hr_crop: HR crop size (px, a multiple of the corpus scale).
     seed, shuffle_buffer: the order. rank, world: this process among ``world``.
+    fields: the members a sample must have. decoder(key, fields, hr_crop, rng) -> one sample
+    (``rng`` None: the deterministic evaluation crop). collate(list of samples) -> a batch.
     ``stats``: Counter of skipped samples by reason (``missing-<field>``, ``undecodable``).
     """
 
     def __init__(self, corpus, *, hr_crop: int, seed: int = 0, shuffle_buffer: int = 64, rank: int = 0,
-                 world: int = 1):
+                 world: int = 1, fields=FIELDS, decoder=decode, collate=collate):
         self.shards, self.manifest = corpus_shards(corpus)
         self.corpus, self.hr_crop, self.seed = Path(corpus), int(hr_crop), int(seed)
         self.buffer, self.rank, self.world = max(1, int(shuffle_buffer)), int(rank), int(world)
+        self.fields, self.decoder, self.collate = tuple(fields), decoder, collate
         self.stats: Counter = Counter()
 
     def _raw(self, shards) -> Iterator[tuple[str, dict]]:
@@ -155,7 +162,7 @@ class CorpusStream:
         ds = wds.WebDataset(shards, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False)
         for s in ds:
             fields = {k: v for k, v in s.items() if not k.startswith("__")}
-            missing = [f for f in FIELDS if f not in fields]
+            missing = [f for f in self.fields if f not in fields]
             if missing:
                 self.stats[f"missing-{missing[0].split('.')[0]}"] += 1
                 continue
@@ -178,45 +185,52 @@ class CorpusStream:
         if n % self.world == self.rank:
             yield item
 
-    def samples(self, skip: int = 0) -> Iterator[Sample]:
+    def samples(self, skip: int = 0) -> Iterator:
         """Endless decoded samples of this rank, the first ``skip`` of them passed over undecoded."""
         e = 0
         while True:
-            got = 0
+            got = tried = ok = 0
             for key, fields in self._epoch(e):
                 got += 1
                 if skip > 0:
                     skip -= 1
                     continue
+                tried += 1
                 try:
-                    yield decode(key, fields, self.hr_crop, _seed(self.seed, e, key))
+                    sample = self.decoder(key, fields, self.hr_crop, _seed(self.seed, e, key))
                 except (ValueError, KeyError) as err:
                     self.stats["undecodable"] += 1
                     self.last_error = str(err)
-            if got == 0:
+                    continue
+                ok += 1
+                yield sample
+            # no sample at all, or a whole epoch of which none decodes (else this would loop for ever)
+            if got == 0 or tried == got and ok == 0:
                 raise CorpusError(f"--data {self.corpus}: no usable sample for rank {self.rank} of {self.world} "
-                                  f"(skipped: {dict(self.stats) or 'none'})")
+                                  f"(skipped: {dict(self.stats) or 'none'}"
+                                  + (f"; last error: {self.last_error}" if got else "") + ")")
             e += 1
 
     def batches(self, batch_size: int, start_step: int = 0) -> Iterator[dict]:
         """Endless collated batches; ``start_step`` batches already trained are skipped."""
         it = self.samples(skip=start_step * batch_size)
         while True:
-            yield collate([next(it) for _ in range(batch_size)])
+            yield self.collate([next(it) for _ in range(batch_size)])
 
 
-def fixed_batch(corpus, n: int, hr_crop: int) -> dict:
-    """The first ``n`` usable samples in manifest order, each cropped around its first text: a
-    fixed evaluation batch."""
-    stream = CorpusStream(corpus, hr_crop=hr_crop)
+def fixed_batch(corpus, n: int, hr_crop: int, stream: CorpusStream | None = None) -> dict:
+    """The first ``n`` usable samples in manifest order, each decoded with ``rng`` None (cropped
+    around its first text): a fixed evaluation batch. ``stream``: whose fields/decoder/collate to
+    use (default: the FTSR ones)."""
+    stream = stream or CorpusStream(corpus, hr_crop=hr_crop)
     out = []
     for key, fields in stream._raw(stream.shards):
         try:
-            out.append(decode(key, fields, hr_crop, None))
+            out.append(stream.decoder(key, fields, hr_crop, None))
         except (ValueError, KeyError):
             continue
         if len(out) == n:
             break
     if not out:
         raise CorpusError(f"--data {corpus}: no usable sample for the evaluation batch")
-    return collate(out)
+    return stream.collate(out)
