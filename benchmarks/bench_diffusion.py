@@ -22,6 +22,11 @@ calls (their ratio column is to that bare row, not SD-2.1's). CogView4 at real s
 ``--methods vosr-0.5b,vosr-0.5b-onestep,vosr-1.4b,vosr-1.4b-onestep`` times VOSR at the official
 configs' sizes (``vosr``; ratio to SD-2.1's bare row; multi-step 25 steps with CFG, one-step tiles
 512/32; the paper: ~0.094 s per 512² one-step image on an A100).
+``--methods glyph-sr`` times GLYPH-SR on the real SDXL architecture (2.6 B UNet, both CLIP text
+encoders) with its two SDXL-size ControlNets, random weights, ``--glyph-steps`` EDM steps (30) with
+CFG and the ping-pong schedule (τ = 1: the text branch runs every other step), PP-OCR on the
+upsampled LR included; beside SDXL's own bare row (VAE enc + 1 UNet call + VAE dec). SDXL's native
+size is 1024² (``--size 1024`` on a GPU); on CPU the real size needs ~25 GB in fp32 and is skipped.
 Prints a markdown table for benchmarks/RESULTS.md; ``--plot FILE`` also draws it.
 """
 from __future__ import annotations
@@ -173,6 +178,44 @@ def seesr(comps, dev, dtype, steps=50, tiny=False, **kw):
 METHODS = {"osediff": osediff, "pisa-sr": pisasr, "codsr": codsr, "seesr": seesr}
 TADISR = {"tadisr-kolors": "kolors", "tadisr-cogview4": "cogview4"}
 VOSR = ("vosr-0.5b", "vosr-0.5b-onestep", "vosr-1.4b", "vosr-1.4b-onestep")
+GLYPH = ("glyph-sr",)
+
+
+def glyphsr(dev, dtype, tiny: bool, steps: int, **kw):
+    """GLYPH-SR on random SDXL-size networks (``models.sr.diffusion.sdxl.sdxl_configs``; tiny: the
+    test SDXL) and SDXL's bare calls in the same run."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from models.ocr import create_ocr
+    from models.sr.diffusion.components import tiny_tokenizer
+    from models.sr.diffusion.sdxl import SDXLComponents, sdxl_configs, time_ids, tiny_sdxl
+    from models.sr.glyphsr import GlyphSR, new_controlnet
+
+    if tiny:
+        comps = tiny_sdxl()
+    else:
+        c = sdxl_configs()
+        torch.manual_seed(0)
+        comps = SDXLComponents(UNet2DConditionModel(**c["unet"]), AutoencoderKL(**c["vae"]),
+                               CLIPTextModel(CLIPTextConfig(**c["text_encoder"])),
+                               CLIPTextModelWithProjection(CLIPTextConfig(**c["text_encoder_2"])),
+                               tiny_tokenizer(), tiny_tokenizer(), c["scheduler"], source="random SDXL")
+        for m in comps.modules().values():
+            m.eval().requires_grad_(False)
+    sr, text = (new_controlnet(comps.unet, tiny=tiny, seed=s, from_unet=False) for s in (1, 2))
+    model = GlyphSR(comps, sr, text, name="glyph-sr", device=dev, dtype=dtype, ocr=create_ocr(), steps=steps, **kw)
+
+    def bare(x):  # x: the ×4-upsampled image: VAE encode, one UNet call (no CFG), VAE decode
+        with torch.inference_mode():
+            z = model.vae.encode((x * 2 - 1).to(dev, model.vae_dtype)).latent_dist.mode() * model.scaling_factor
+            emb, pooled = model.encode_text(["A photograph."])
+            tid = time_ids(x.shape[-2], x.shape[-1], 1, dev, model.dtype)
+            eps = model.unet(z.to(model.dtype), 500, encoder_hidden_states=emb,
+                             added_cond_kwargs={"text_embeds": pooled, "time_ids": tid}).sample
+            return model.vae.decode((eps / model.scaling_factor).to(model.vae_dtype)).sample
+    return model, bare
 
 
 def vosr(name: str, dev, dtype, tiny: bool, **kw):
@@ -247,10 +290,11 @@ def main():
     ap.add_argument("--size", type=int, default=128, help="output side, untiled run")
     ap.add_argument("--tiled-size", type=int, default=256, help="output side, tiled run (0 = skip)")
     ap.add_argument("--cpu-tile", type=int, default=0, help="latent tile side for the tiled run (0 = method default)")
-    ap.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join([*METHODS, *TADISR, *VOSR])}")
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join([*METHODS, *TADISR, *VOSR, *GLYPH])}")
     ap.add_argument("--tiled-methods", default="", help="methods of the tiled run (default: --methods)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seesr-steps", type=int, default=50)
+    ap.add_argument("--glyph-steps", type=int, default=30)
     ap.add_argument("--tiny", action="store_true", help="tiny random SD instead of SD-2.1-base (smoke test)")
     ap.add_argument("--plot", default="", help="write a bar chart of seconds per image here (e.g. a .png)")
     a = ap.parse_args()
@@ -285,6 +329,23 @@ def main():
                 rows.append((size, f"{name} ({model.steps} step{'s' if model.steps > 1 else ''}"
                              f"{', CFG' if not model.onestep else ''}{', tiles' if model.tile else ''})", t, m, t / t_bare))
                 del model
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            if name in GLYPH:
+                if dev.type == "cpu" and not a.tiny and size > 0:
+                    print(f"skipped {name} at {size}²: SDXL + two SDXL ControlNets need ~25 GB in fp32 on CPU")
+                    continue
+                kw = {"tile": a.cpu_tile, "tile_overlap": a.cpu_tile // 4} if (tiled and a.cpu_tile) else \
+                    ({} if tiled else {"tile": 0})
+                model, gbare = glyphsr(dev, dtype, a.tiny, a.glyph_steps, **kw)
+                up = torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic").clamp(0, 1)
+                tb, mb = _time(gbare, up, dev, a.repeat)
+                rows.append((size, "bare SDXL (VAE enc + 1 UNet call + VAE dec)", tb, mb, 1.0))
+                t, m = _time(model.upscale, x, dev, a.repeat)
+                rows.append((size, f"glyph-sr ({model.steps} EDM steps, CFG, ping-pong τ={model.tau}"
+                             f"{', tiles' if model.tile and tiled else ''})", t, m, t / tb))
+                del model, gbare
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
