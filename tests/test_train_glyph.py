@@ -44,7 +44,9 @@ def corpus(env, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("glyph") / "c"
     recipe = load_recipe("glyph", ["backgrounds.hr_size=256", "text.instances=[2, 3]", "samples_per_shard=2",
-                                   "text.rendered.font_size_px=[28, 56]"])
+                                   "text.rendered.font_size_px=[28, 56]",
+                                   # light degradation: LR text stays legible to OCR, so prompts are not empty
+                                   "degrade.preset=matlab-bicubic"])
     build(recipe, out, 4, executor=LocalExecutor(recipe, catalog=load_catalog()), progress=False)
     return out
 
@@ -265,3 +267,37 @@ def test_bad_input_is_one_line(corpus, tmp_path, capsys):
     del m["recipe"]["glyph"]
     (ftsr / "manifest.json").write_text(json.dumps(m))
     assert "--recipe glyph" in err(data=ftsr)
+
+
+def test_evalkit_scores_the_trained_checkpoint_on_the_glyph_corpus_with_recorded_prompts(corpus, tiny, tmp_path):
+    """The loop closed: `textsr-train glyph-sr` -> checkpoint -> `evalkit score --model glyph-sr-tiny
+    --bench <the glyph corpus> --model-opt weights=<checkpoint>`; every image records the prompts it
+    was given (real PP-OCR on the upsampled LR, verbalised) and the run names the weights."""
+    from models.ocr import create_ocr
+    from models.ocr.verbalise import read_prompt
+    from pipelines.cli import evalkit_main
+
+    run = tmp_path / "train"
+    _train(corpus, run, 1, tiny)
+    out = tmp_path / "score"
+    opts = ["--model-opt", f"weights={run / 'checkpoint-1'}", "--model-opt", f"base={tiny[1] / 'base'}",
+            "--model-opt", f"sr_controlnet={tiny[1] / 'sr_controlnet'}", "--model-opt", "steps=2"]
+    rc = evalkit_main(["score", "--model", "glyph-sr-tiny", "--bench", str(corpus), "--out", str(out),
+                       "--metrics", "psnr,ocr_a", "--device", "cpu", "--no-progress", "--limit", "2", *opts])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["model"] == "glyph-sr-tiny" and s["images"] == 2 and s["skipped"] == 0
+    assert str(run / "checkpoint-1") in json.dumps(s)  # the run names the trained weights it scored
+    rows = [json.loads(x) for x in (out / "per_image.jsonl").read_text().splitlines()]
+    ocr = create_ocr("rapidocr-ppocrv4")
+    for r in rows:
+        c = r["conditioning"]
+        assert c["scene_prompt"] == c["caption"] == "A photograph."
+        assert c["text_prompt"] == " ".join(t for t in (c["caption"], c["ocr_prompt"]) if t)
+        assert c["guidance"] == ("ocr+caption" if c["ocr_prompt"] else "caption-only (OCR read nothing)")
+        # the recorded prompt is what PP-OCR reads in the ×4 bicubic LR the model saw (torch bicubic)
+        lr = torch.from_numpy(_rgb(_raw(corpus)[r["key"]]["lr.png"])).permute(2, 0, 1)[None]
+        up = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+        img = (up[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        assert c["ocr_prompt"] == read_prompt(ocr, np.ascontiguousarray(img), 0.5)["prompt"]
+    assert any(r["conditioning"]["ocr"] for r in rows)  # text was read in at least one LR
