@@ -26,7 +26,8 @@ configs' sizes (``vosr``; ratio to SD-2.1's bare row; multi-step 25 steps with C
 encoders) with its two SDXL-size ControlNets, random weights, ``--glyph-steps`` EDM steps (30) with
 CFG and the ping-pong schedule (τ = 1: the text branch runs every other step), PP-OCR on the
 upsampled LR included; beside SDXL's own bare row (VAE enc + 1 UNet call + VAE dec). SDXL's native
-size is 1024² (``--size 1024`` on a GPU); on CPU the real size needs ~25 GB in fp32 and is skipped.
+size is 1024² (``--size 1024`` on a GPU); on CPU the real size needs ~25 GB in fp32 and is skipped
+(``--dtype bf16`` runs it; building in fp32 before the cast still peaks near 23 GB RSS).
 Prints a markdown table for benchmarks/RESULTS.md; ``--plot FILE`` also draws it.
 """
 from __future__ import annotations
@@ -333,8 +334,9 @@ def main():
                     torch.cuda.empty_cache()
                 continue
             if name in GLYPH:
-                if dev.type == "cpu" and not a.tiny and size > 0:
-                    print(f"skipped {name} at {size}²: SDXL + two SDXL ControlNets need ~25 GB in fp32 on CPU")
+                if dev.type == "cpu" and not a.tiny and dtype == torch.float32:
+                    print(f"skipped {name} at {size}²: SDXL + two SDXL ControlNets need ~25 GB in fp32 on CPU "
+                          "(--dtype bf16 halves it)")
                     continue
                 kw = {"tile": a.cpu_tile, "tile_overlap": a.cpu_tile // 4} if (tiled and a.cpu_tile) else \
                     ({} if tiled else {"tile": 0})

@@ -18,6 +18,7 @@ import json
 import math
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.errors import TextsrError
@@ -27,6 +28,36 @@ FIXED = ("model", "data", "out", "max_steps", "notes")  # given on the command l
 
 class TrainConfigError(TextsrError, ValueError):
     """A training option that cannot be used; names it and the fix."""
+
+
+@dataclass
+class CommonTrainConfig:
+    """The options every ``textsr-train`` method has; a method's ``TrainConfig`` subclasses this,
+    adds its own and may change a default (TADiSR's lr 5e-6, GLYPH-SR's warm-up schedule)."""
+
+    model: str
+    data: str
+    out: str
+    max_steps: int
+    seed: int = 0
+    batch_size: int = 1
+    hr_crop: int = 512
+    lr: float = 1e-5
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 1e-2
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 500
+    checkpointing_steps: int = 500
+    shuffle_buffer: int = 64
+    eval_samples: int = 4
+    weights: str | None = None
+    base: str | None = None
+    allow_download: bool = False
+    device: str | None = None
+    notes: dict = field(default_factory=dict)
 
 
 def settable(cfg) -> list[str]:

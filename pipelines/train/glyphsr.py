@@ -38,6 +38,7 @@ from pathlib import Path
 
 from pipelines.train.common import (  # noqa: F401
     BaseTrainer,
+    CommonTrainConfig,
     TrainConfigError,
     apply_sets,
     check_common,
@@ -50,35 +51,14 @@ EVAL_SEED = 20250917  # the evaluation generator's seed offset (fixed t and nois
 
 
 @dataclass
-class TrainConfig:
-    model: str
-    data: str
-    out: str
-    max_steps: int
-    seed: int = 0
-    batch_size: int = 1
-    hr_crop: int = 512
-    lr: float = 1e-5
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_weight_decay: float = 1e-2
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
+class TrainConfig(CommonTrainConfig):
     lr_scheduler: str = "constant_with_warmup"
-    lr_warmup_steps: int = 500
-    checkpointing_steps: int = 500
     prompt_dropout: float = 0.1
     # {subset: weight}; a subset left out weighs 0 (--set replaces the whole mapping)
     subset_weights: dict = field(default_factory=lambda: dict.fromkeys(SUBSETS, 1.0))
     eval_subset: str = DEFAULT_EVAL_SUBSET
-    shuffle_buffer: int = 64
-    eval_samples: int = 4
-    weights: str | None = None        # start from this Text-ControlNet (a checkpoint-<step> dir)
-    base: str | None = None           # SDXL diffusers folder (default: the model's resolver)
     sr_controlnet: str | None = None  # the frozen SR-ControlNet folder (default: the model's resolver)
-    allow_download: bool = False
-    device: str | None = None
-    notes: dict = field(default_factory=dict)
+    # weights: start from this Text-ControlNet (a checkpoint-<step> dir); base: the SDXL folder
 
 
 def _check(cfg: TrainConfig, scale: int):

@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.train.common import (  # noqa: F401  (re-exported: the pieces moved to common)
     BaseTrainer,
+    CommonTrainConfig,
     TrainConfigError,
     apply_sets,
     check_common,
@@ -46,37 +47,15 @@ from pipelines.train.common import (  # noqa: F401  (re-exported: the pieces mov
 
 
 @dataclass
-class TrainConfig:
-    model: str
-    data: str
-    out: str
-    max_steps: int
-    seed: int = 0
-    batch_size: int = 1
-    hr_crop: int = 512
+class TrainConfig(CommonTrainConfig):
     lr: float = 5e-6
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_weight_decay: float = 1e-2
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
-    lr_scheduler: str = "constant"
-    lr_warmup_steps: int = 500
-    checkpointing_steps: int = 500
     lambda_l2: float = 1.0
     lambda_lpips: float = 5.0
     lambda_edge: float = 5.0
     lambda_focal: float = 1.0
     lambda_dice: float = 10.0
     lambda_focal_mse: float = 0.0
-    shuffle_buffer: int = 64
-    eval_samples: int = 4
     sample_posterior: bool = True
-    weights: str | None = None
-    base: str | None = None
-    allow_download: bool = False
-    device: str | None = None
-    notes: dict = field(default_factory=dict)
 
 
 def _check(cfg: TrainConfig, align: int):

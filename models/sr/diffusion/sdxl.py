@@ -126,11 +126,16 @@ def load_sdxl(path) -> SDXLComponents:
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     path = Path(path)
-    kw = {"torch_dtype": torch.float32}
-    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **kw)
-    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **kw)
-    te1 = CLIPTextModel.from_pretrained(path / "text_encoder", **kw)
-    te2 = CLIPTextModelWithProjection.from_pretrained(path / "text_encoder_2", **kw)
+
+    def kw(sub: str, stem: str) -> dict:
+        # some SDXL repos ship only the fp16 variant of a component's weights (*.fp16.safetensors)
+        only_fp16 = not (path / sub / f"{stem}.safetensors").is_file() and (path / sub / f"{stem}.fp16.safetensors").is_file()
+        return {"torch_dtype": torch.float32, **({"variant": "fp16"} if only_fp16 else {})}
+
+    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **kw("unet", "diffusion_pytorch_model"))
+    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **kw("vae", "diffusion_pytorch_model"))
+    te1 = CLIPTextModel.from_pretrained(path / "text_encoder", **kw("text_encoder", "model"))
+    te2 = CLIPTextModelWithProjection.from_pretrained(path / "text_encoder_2", **kw("text_encoder_2", "model"))
     tok1, tok2 = CLIPTokenizer.from_pretrained(path / "tokenizer"), CLIPTokenizer.from_pretrained(path / "tokenizer_2")
     sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
     _frozen(unet, vae, te1, te2)
