@@ -247,3 +247,19 @@ def test_sdxl_prompt_embeddings_equal_diffusers_encode_prompt(folders):
     torch.testing.assert_close(pool, pooled)
     torch.testing.assert_close(zero, neg)  # force_zeros_for_empty_prompt
     torch.testing.assert_close(zero_pool, neg_pooled)
+
+
+def test_sdxl_folders_with_only_fp16_weight_files_load(folders, tmp_path):
+    """Some SDXL repos ship a component only as ``*.fp16.safetensors``: loaded as that variant."""
+    import shutil
+
+    from models.sr.diffusion.sdxl import load_sdxl
+
+    d = shutil.copytree(folders["base"], tmp_path / "sdxl")
+    for sub, stem in (("unet", "diffusion_pytorch_model"), ("text_encoder_2", "model")):
+        f = d / sub / f"{stem}.safetensors"
+        f.rename(f.with_name(f"{stem}.fp16.safetensors"))
+    a, b = load_sdxl(folders["base"]), load_sdxl(d)
+    for name in ("unet", "text_encoder_2"):
+        for (k, x), y in zip(getattr(a, name).state_dict().items(), getattr(b, name).state_dict().values()):
+            assert torch.equal(x, y), (name, k)
