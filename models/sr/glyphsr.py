@@ -27,6 +27,9 @@ Prompts (per image, recorded in ``last_conditions`` and so in evalkit's ``per_im
 - Scene caption: ``caption="auto"`` (default) uses BLIP-base when its weights are found (no
   download), else the fixed ``caption_text`` ("A photograph.", the glyph corpus's generic caption);
   ``caption="blip-base"``/``"blip-large"`` requires the model; ``"fixed"`` always uses the text.
+  The glyph corpus captions the text-free background (or falls back to the background's metadata);
+  at inference there is no text-free image, so the captioner sees the upsampled LR — a train/test
+  difference the paper does not resolve.
 - Text-centric prompt = caption + " " + OCR prompt (the glyph corpus's ``guidance.prompt``); scene
   prompt = caption. Empty OCR: the text-centric prompt is the caption alone (recorded as
   ``guidance: "caption-only"``).
