@@ -1,4 +1,4 @@
-"""Text segmenters: glyph masks from text crops or scenes (PP-OCR DB + colour clustering; Hi-SAM slots).
+"""Text segmenters: glyph masks from text crops or scenes (PP-OCR DB + colour clustering; Hi-SAM / SAM-TSS).
 
 Nothing heavy is imported here: engines load when a segmenter is built.
 """

@@ -26,7 +26,9 @@ class TextSegmenter:
 SEGMENTERS = Registry("text segmenter", {
     "ppocr-db-glyph": "models.seg.ppocr_db:PPOCRDBGlyphSegmenter",
     "hi-sam": "models.seg.hisam:HiSAMSegmenter",
+    "hi-sam-tiny": "models.seg.hisam:HiSAMTinySegmenter",
     "sam-ts": "models.seg.hisam:SAMTSSegmenter",
+    "sam-ts-tiny": "models.seg.hisam:SAMTSTinySegmenter",
 })
 
 DEFAULT_SEGMENTER = "ppocr-db-glyph"
