@@ -232,9 +232,15 @@ def build(recipe: Recipe, out, num: int, *, executor, resume: bool = False, over
         if old.get("num") != num:
             raise BuildError(f"{out}: --resume with --num {num}, but the build was started with {old.get('num')}")
         done = _done_shards(loc, old, verify)
-    # start workers (Ray, model set-up) before touching the directory: a build that cannot start
-    # must not leave a manifest that blocks the next attempt
-    executor.start()
+    # photo crop sources are harvested first (through the executor: Ray tasks or in-process) into
+    # <out>/harvest/, which the workers read; then the workers start (Ray, model set-up) — before
+    # the manifest is touched: a build that cannot start must not leave one that blocks the next
+    try:
+        harvests = _harvest(recipe, out, executor, progress)
+        executor.start(**({"harvested": {k: h["folder"] for k, h in harvests.items()}} if harvests else {}))
+    except BaseException:
+        executor.close()
+        raise
     try:
         _prepare(loc, recipe, overwrite)
         manifest = {
@@ -246,6 +252,8 @@ def build(recipe: Recipe, out, num: int, *, executor, resume: bool = False, over
             "shards": done, "counts": {},
             "examples": (old or {}).get("examples", {}) if resume else {},
         }
+        if harvests:  # what the photo crop sources gave: counts by verdict, OCR + segmenter identity
+            manifest["harvest"] = {k: {**h, "folder": _relative(h["folder"], out)} for k, h in harvests.items()}
         done_idx = {s["index"] for s in done}
         todo = [ShardJob(index=s, indices=tuple(range(s * n_per, min(num, (s + 1) * n_per))), out=str(out),
                          file=shard_name(recipe.name, s), max_errors=max_errors)
@@ -318,6 +326,25 @@ def build(recipe: Recipe, out, num: int, *, executor, resume: bool = False, over
                           f"build stopped (--max-errors {max_errors}). Finished shards are kept and the manifest "
                           f"says complete: false. The first, in sample {key}:\n{tb.rstrip()}")
     return manifest
+
+
+def _harvest(recipe: Recipe, out, executor, progress: bool) -> dict:
+    """Harvest every ``harvest: true`` crop source of ``recipe`` into ``<out>/harvest/`` with the
+    executor's workers; ``{source name: summary}`` (see :func:`pipelines.harvest.harvest_source`)."""
+    from pipelines.harvest import build_folder, harvest_source, harvest_specs
+    from synth.harvest import spec_key
+
+    return {spec_key(s): harvest_source(recipe, s, build_folder(out, s), run_blocks=executor.run_blocks,
+                                        catalog=executor.catalog, num_threads=executor.num_threads,
+                                        progress=progress)
+            for s in harvest_specs(recipe)}
+
+
+def _relative(folder: str, out) -> str:
+    """``folder`` relative to the build's ``out`` (the manifest names files within the build)."""
+    loc = Location(out)
+    base = loc.path() if loc.local is None else str(loc.local.resolve())
+    return folder[len(base):].lstrip("/") if folder.startswith(base) else folder
 
 
 def _write_manifest(loc: Location, manifest: dict) -> None:

@@ -183,6 +183,37 @@ def _cmd_prefilter(a) -> int:
     return 0
 
 
+def _cmd_harvest(a) -> int:
+    from models.datasets import load_catalog
+    from models.files import is_url
+    from pipelines.harvest import harvest_source
+    from synth.factory import check_harvest_settings
+    from synth.recipe import load_recipe
+
+    recipe = load_recipe(a.recipe, a.set)
+    check_harvest_settings(recipe)
+    out = a.out if is_url(a.out) else str(_not_a_file(a.out, "--out"))
+    catalog = load_catalog(a.datasets)
+    if a.executor == "local":
+        from pipelines.executors import LocalExecutor
+
+        ex = LocalExecutor(recipe, catalog=catalog, num_threads=a.threads)
+    else:
+        from pipelines.ray_executor import RayExecutor
+
+        ex = RayExecutor(recipe, catalog=catalog, workers=a.workers, address=a.address, num_threads=a.threads or 1)
+    mine = [s for s in recipe.text.crops.sources if a.source in (s.name, s.path)]
+    try:
+        s = harvest_source(recipe, mine[0] if mine else a.source, out, run_blocks=ex.run_blocks, catalog=catalog,
+                           num_threads=ex.num_threads, progress=not a.no_progress)
+    finally:
+        ex.close()
+    counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items())
+    print(f"harvested {s['kept']} text crops from {s['images']} images into {out} ({counts}; "
+          f"cache hits {s['cache']['hits']}, computed {s['cache']['misses']})")
+    return 0
+
+
 def _cmd_list(a) -> int:
     from models.caption import list_captioners
     from models.ocr import list_ocr
@@ -275,6 +306,21 @@ def synth_main(argv: list[str] | None = None) -> int:
     pf.add_argument("--datasets", default=None, help="extra datasets.yaml (adds/overrides entries)")
     pf.add_argument("--no-progress", action="store_true")
     pf.set_defaults(fn=_cmd_prefilter)
+    hv = sub.add_parser("harvest", help="cut OCR-confirmed text crops from a photo folder (what a build does "
+                                        "for a harvest: true crop source), into a folder")
+    hv.add_argument("--source", required=True, metavar="NAME",
+                    help="photos: a recipe crop source name/path, a datasets.yaml image-folder, or a folder")
+    hv.add_argument("--out", required=True, help="harvest folder (crops.jsonl, images.jsonl, crops/, masks/)")
+    hv.add_argument("--recipe", default="ftsr", help="recipe whose OCR engine, segmenter, crop checks and "
+                                                    "text.crops.harvest settings apply")
+    hv.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    hv.add_argument("--executor", choices=("ray", "local"), default="ray")
+    hv.add_argument("--workers", type=_positive("--workers"), default=None, help="Ray tasks at once")
+    hv.add_argument("--address", default=None, help="join an existing Ray cluster (HOST:PORT)")
+    hv.add_argument("--threads", type=_positive("--threads"), default=None)
+    hv.add_argument("--datasets", default=None, help="extra datasets.yaml (adds/overrides entries)")
+    hv.add_argument("--no-progress", action="store_true")
+    hv.set_defaults(fn=_cmd_harvest)
     sub.add_parser("list", help="recipes, stages, engines, presets").set_defaults(fn=_cmd_list)
     i = sub.add_parser("inspect", help="counts and a contact sheet of a build")
     i.add_argument("out")

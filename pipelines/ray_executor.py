@@ -43,8 +43,9 @@ def _factory(build_id: str, setup: tuple):
         from synth.factory import SampleFactory
 
         _MEMO.clear()  # a long-lived worker keeps one build's models, not every build's
-        recipe, catalog, threads = setup
-        f = _MEMO[build_id] = SampleFactory(recipe, catalog=catalog, num_threads=threads).setup()
+        recipe, catalog, threads, harvested = setup
+        f = _MEMO[build_id] = SampleFactory(recipe, catalog=catalog, num_threads=threads,
+                                            harvested=harvested).setup()
     return f
 
 
@@ -103,12 +104,30 @@ class RayExecutor:
         self._board = None
         self.nodes = 0
 
-    def start(self) -> None:
+    def run_blocks(self, fn, args):
+        """``(n, fn(*args[n]))`` for each block job as it finishes (any order): one Ray task per
+        block (``num_cpus=1``, re-run by Ray when its worker dies), at most 2x workers in flight.
+        Starts the Ray session (``start`` then reuses it)."""
+        self.session.start()
+        width = 2 * (self._asked or self.session.cpus)
+        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(fn)
+        pending: dict = {}
+        nxt = 0
+        while nxt < len(args) or pending:
+            while nxt < len(args) and len(pending) < width:
+                pending[task.remote(*args[nxt])] = nxt
+                nxt += 1
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            yield pending.pop(ref), get(ref)
+
+    def start(self, harvested: dict[str, str] | None = None) -> None:
+        """Start (or reuse) the Ray session and set up one worker; ``harvested``: harvest source
+        name -> its harvest folder, which every worker reads."""
         self.session.start()
         self.workers = self._asked or self.session.cpus
         self.nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         self._build_id = uuid.uuid4().hex
-        self._setup = ray.put((self.recipe, self.catalog, self.num_threads))
+        self._setup = ray.put((self.recipe, self.catalog, self.num_threads, harvested))
         here = ray.get_runtime_context().get_node_id()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

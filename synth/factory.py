@@ -15,6 +15,7 @@ it crosses Ray intact) and the sample is not retried — retrying would hide the
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import traceback
@@ -53,8 +54,12 @@ class SampleResult:
 class SampleFactory:
     """Holds the set-up stages of one worker. ``setup()`` loads models once; ``make(i)`` builds."""
 
-    def __init__(self, recipe: Recipe, catalog=None, num_threads: int | None = None):
+    def __init__(self, recipe: Recipe, catalog=None, num_threads: int | None = None,
+                 harvested: dict[str, str] | None = None):
         self.recipe = recipe
+        # ``harvest: true`` crop source name -> its harvest folder (local path or URL) in the build's
+        # output, written by the driver before any shard (pipelines.harvest)
+        self.harvested = dict(harvested or {})
         self.recipe_hash = recipe.hash()
         self.catalog = catalog
         self.num_threads = num_threads
@@ -96,11 +101,10 @@ class SampleFactory:
         self.renderer.setup()
         self.crop_sources = []
         if r.text.rendered_prob < 1.0 and r.text.crops.sources:
-            self.crop_sources = [(s.weight, open_source(s, catalog=self.catalog, ocr=self.ocr, want_labels=True))
-                                 for s in r.text.crops.sources]
+            self.crop_sources = [(s.weight, self._crop_source(s)) for s in r.text.crops.sources]
             for _, s in self.crop_sources:
                 len(s)
-            self.segment = SegmentStage(_segmenter(r.segmenter, self.ocr),
+            self.segment = SegmentStage(make_segmenter(r.segmenter, self.ocr),
                                         min_mask_fraction=r.text.crops.min_mask_fraction)
             self.ocr_filter = OCRFilterStage(r.text.crops, self.ocr)
             self.upscale = UpscaleStage(r.upscale)
@@ -114,6 +118,21 @@ class SampleFactory:
                                     [s for _, s in bg_sources], captioner=captioner, caption_note=note)
         self._ready = True
         return self
+
+    def _crop_source(self, spec):
+        from synth.sources.images import open_source
+
+        if not spec.harvest:
+            return open_source(spec, catalog=self.catalog, ocr=self.ocr, want_labels=True)
+        from synth.harvest import spec_key
+        from synth.sources.harvested import HarvestedCrops
+
+        key = spec_key(spec)
+        if key not in self.harvested:
+            raise RecipeError(f"crop source {key!r} has harvest: true but was not harvested: its crops are "
+                              "made by `synth build` (pipelines.harvest) before the shards, or pass "
+                              "SampleFactory(harvested={name: folder})")
+        return HarvestedCrops(self.harvested[key])
 
     # -- text patches ------------------------------------------------------------------------
     def _real_crop(self, rng: np.random.Generator) -> TextPatch:
@@ -134,7 +153,8 @@ class SampleFactory:
                 mask = self.segment.process(crop, item) if gt_mask is None else gt_mask
                 ocr_info = self.ocr_filter.process(crop, mask, label, item)
                 crop, mask, factor = self.upscale.process(crop, mask)
-                cached = (crop, mask, label, {**ocr_info, "upscale": factor})
+                origin = {"origin": src.info(i)} if hasattr(src, "info") else {}  # harvested: photo + quad
+                cached = (crop, mask, label, {**ocr_info, "upscale": factor, **origin})
             except Rejected as r:
                 cached = r
             self._crop_cache[item] = cached
@@ -234,7 +254,7 @@ class SampleFactory:
 _CONFIG_ERRORS = (WeightsMissingError, UnknownNameError, RecipeError)
 
 
-def _segmenter(name: str, ocr):
+def make_segmenter(name: str, ocr):
     """The recipe's segmenter. The PP-OCR-based one shares this worker's OCR engine; model-based
     ones (hi-sam, sam-ts) take no engine and would fail with a TypeError if handed one."""
     import inspect
@@ -271,7 +291,7 @@ def check_recipe(recipe: Recipe, catalog=None) -> None:
     from models.ocr import OCR_ENGINES
     from models.seg import SEGMENTERS
     from models.sr import SR_MODELS
-    from synth.sources.images import open_source
+    from synth.sources.images import ImageFolder, open_source
     from synth.stages.degrade import DegradeStage
 
     OCR_ENGINES.target(recipe.ocr_engine)
@@ -303,8 +323,37 @@ def check_recipe(recipe: Recipe, catalog=None) -> None:
             if s not in (2, 4, 8) or recipe.backgrounds.hr_size % s:
                 raise RecipeError(f"glyph.extra_scales: {s} must be 2, 4 or 8 and divide backgrounds.hr_size "
                                  f"{recipe.backgrounds.hr_size}")
+    for s in recipe.backgrounds.sources:
+        if s.harvest:
+            raise RecipeError(f"backgrounds.sources: {s.name or s.path!r} has harvest: true, which is for "
+                             "text.crops.sources (photos to cut text crops from)")
     if recipe.text.rendered_prob < 1.0:
         SEGMENTERS.target(recipe.segmenter)
+        check_harvest_settings(recipe)
         for s in recipe.text.crops.sources:
-            if s.name != "skimage-page-lines":
+            if s.harvest:  # the photos to harvest: an image folder (its crops do not exist yet)
+                src = open_source(dataclasses.replace(s, harvest=False), catalog=catalog, want_labels=False)
+                if not isinstance(src, ImageFolder):
+                    raise RecipeError(f"text.crops.sources: {s.name or s.path!r} has harvest: true but is not an "
+                                     "image-folder of photos (labelled crops need no harvest: drop it)")
+                len(src)
+            elif s.name != "skimage-page-lines":
                 len(open_source(s, catalog=catalog, want_labels=True))
+
+
+def check_harvest_settings(recipe: Recipe) -> None:
+    """``text.crops.harvest`` values out of range, and harvest sources that share a name."""
+    from synth.harvest import slug, spec_key
+
+    h = recipe.text.crops.harvest
+    for k, ok in (("min_score", 0.0 <= h.min_score <= 1.0), ("min_height", h.min_height >= 1),
+                  ("margin", h.margin >= 0), ("max_lines_per_image", h.max_lines_per_image >= 1),
+                  ("upright_deg", 0.0 <= h.upright_deg <= 45.0)):
+        if not ok:
+            raise RecipeError(f"text.crops.harvest.{k} = {getattr(h, k)!r} is out of range "
+                             "(min_score in [0, 1], min_height >= 1, margin >= 0, max_lines_per_image >= 1, "
+                             "upright_deg in [0, 45])")
+    keys = [spec_key(s) for s in recipe.text.crops.sources if s.harvest]
+    slugs = [slug(k) for k in keys]
+    if len(set(slugs)) != len(slugs):
+        raise RecipeError(f"text.crops.sources: harvest sources {keys} need distinct names (give each a name:)")

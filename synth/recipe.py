@@ -37,6 +37,8 @@ class SourceSpec:
     format: str = ""          # image-folder | ctr-lmdb | folder-labels (when path is given)
     labels: str = ""          # folder-labels: the labels file (default <path>/labels.txt)
     weight: float = 1.0
+    harvest: bool = False     # text crops only: an image-folder whose text lines are detected, cut,
+                              # segmented and OCR-checked once per build (text.crops.harvest settings)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,21 @@ class RenderedTextConfig:
 
 
 @dataclass(frozen=True)
+class HarvestConfig:
+    """How text crops are harvested from the photos of a ``harvest: true`` crop source (see
+    synth/harvest.py): OCR lines that pass these checks are cut (rectified when tilted), segmented
+    and kept when the crop OCR filter agrees; the OCR reading is the crop's label."""
+
+    min_score: float = 0.9             # OCR recognition score a line needs before it is cut
+    min_height: int = 12               # px: lines lower than this (the quad's height) are skipped
+    margin: int = 3                    # px kept around the line on every side
+    max_lines_per_image: int = 50      # lines beyond this (reading order) are skipped, not cut
+    upright_deg: float = 2.0           # lines tilted less than this are cut as plain axis-aligned
+                                       # boxes; more: perspective-warped from their 4-point quad
+    split_words: bool = True           # cut dark-on-light lines into words where the gaps are clear
+
+
+@dataclass(frozen=True)
 class CropTextConfig:
     sources: tuple[SourceSpec, ...] = (SourceSpec(name="skimage-page-lines"),)
     min_chars: int = 1
@@ -75,6 +92,7 @@ class CropTextConfig:
     min_edge_per_char: float = 8.0     # long edge (px) / #chars below this: too small to learn from
     ocr_min_similarity: float = 0.8    # OCR(crop) and OCR(masked glyphs) vs label
     min_mask_fraction: float = 0.02    # segmentation that finds (almost) no glyph pixels is rejected
+    harvest: HarvestConfig = HarvestConfig()   # for crop sources with ``harvest: true``
 
 
 @dataclass(frozen=True)
@@ -153,6 +171,13 @@ class Recipe:
         d = _to_jsonable(dataclasses.asdict(self))
         if d.get("glyph") is None:
             d.pop("glyph", None)  # recipes without it keep the hash they had before it existed
+        # likewise the harvest keys: absent unless a crop source harvests (the settings change nothing else)
+        for sources in (d["backgrounds"]["sources"], d["text"]["crops"]["sources"]):
+            for s in sources:
+                if not s.get("harvest"):
+                    s.pop("harvest", None)
+        if not any(s.get("harvest") for s in d["text"]["crops"]["sources"]):
+            d["text"]["crops"].pop("harvest", None)
         return d
 
     def hash(self) -> str:

@@ -19,6 +19,31 @@ class TextSegmenter:
         """RGB ``HxWx3 uint8`` image -> ``HxW uint8`` mask in {0, 255}, glyph pixels 255."""
         raise NotImplementedError
 
+    def identity(self) -> dict:
+        """What this segmenter's masks depend on, as plain data (the key of every cache of masks, e.g.
+        synth's harvested crops): name, class, public scalar settings, the sha256 of every ``*_path``
+        file it loaded (weights, by content) and the identity of an OCR engine it holds
+        (ppocr-db-glyph detects with one)."""
+        from pathlib import Path
+
+        from models.files import file_digest
+
+        out: dict = {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}"}
+        for k, v in sorted(vars(self).items()):
+            if k.startswith("_"):
+                continue
+            if callable(getattr(v, "identity", None)):
+                out[k] = v.identity()
+            elif k.endswith("_path") and isinstance(v, (str, bytes)) or hasattr(v, "__fspath__"):
+                p = Path(v)
+                if p.is_file():
+                    out[k.removesuffix("_path") + "_sha256"] = file_digest(p)
+            elif isinstance(v, (str, int, float, bool, type(None))):
+                out[k] = v
+            elif isinstance(v, (tuple, list)) and all(isinstance(x, (str, int, float, bool)) for x in v):
+                out[k] = list(v)
+        return out
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
