@@ -13,3 +13,4 @@ def isolated_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("TEXTSR_ALLOW_DOWNLOAD", raising=False)
+    return tmp_path / "weights"

@@ -179,24 +179,14 @@ def test_strict_loading_names_file_and_keys(tmp_path):
         create_segmenter("sam-ts-tiny", weights=ckpt, encoder_weights=enc)
 
 
-@pytest.fixture
-def empty_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv("TEXTSR_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("TEXTSR_ALLOW_DOWNLOAD", raising=False)
-    return tmp_path / "weights"
-
-
 @pytest.mark.parametrize("name, file", [("sam-ts", "sam_vit_l_0b3195.pth"), ("hi-sam", "sam_vit_l_0b3195.pth")])
-def test_missing_encoder_names_file_and_source(empty_weights, tmp_path, name, file):
+def test_missing_encoder_names_file_and_source(isolated_weights, tmp_path, name, file):
     ckpt, *_ = _write(tmp_path, name == "hi-sam")
     with pytest.raises(WeightsMissingError) as e:
         create_segmenter(name, weights=ckpt)
     msg = str(e.value)
     assert file in msg and f"https://dl.fbaipublicfiles.com/segment_anything/{file}" in msg
-    assert str(empty_weights) in msg
+    assert str(isolated_weights) in msg
     with pytest.raises(WeightsMissingError, match="nowhere.pth"):
         create_segmenter("sam-ts-tiny", weights=ckpt, encoder_weights=tmp_path / "nowhere.pth")
 

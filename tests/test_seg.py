@@ -134,27 +134,17 @@ def test_registry():
         create_segmenter("ppocr-db-glyf")
 
 
-@pytest.fixture
-def empty_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv("TEXTSR_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("TEXTSR_ALLOW_DOWNLOAD", raising=False)
-    return tmp_path / "weights"
-
-
 @pytest.mark.parametrize("name, kw, filename", [
     ("hi-sam", {}, "hi_sam_l.pth"),
     ("hi-sam", {"model_type": "vit_b"}, "hi_sam_b.pth"),
     ("sam-ts", {}, "sam_tss_l_hiertext.pth"),
     ("sam-ts", {"model_type": "vit_h", "dataset": "textseg"}, "sam_tss_h_textseg.pth"),
 ])
-def test_sam_slots_raise_weights_missing(empty_weights, name, kw, filename):
+def test_sam_slots_raise_weights_missing(isolated_weights, name, kw, filename):
     with pytest.raises(WeightsMissingError) as e:
         create_segmenter(name, **kw)
     msg = str(e.value)
-    assert filename in msg and str(empty_weights) in msg
+    assert filename in msg and str(isolated_weights) in msg
     assert "GoGiants1/Hi-SAM" in msg and "ymy-k/Hi-SAM" in msg and "huggingface-cli download" in msg
 
 
@@ -162,18 +152,18 @@ def test_sam_slots_raise_weights_missing(empty_weights, name, kw, filename):
     ("hi-sam", ["hi_sam_l.pth", "sam_vit_l_0b3195.pth"]),
     ("sam-ts", ["sam_tss_l_hiertext.pth", "sam_vit_l_0b3195.pth"]),
 ])
-def test_sam_models_with_unreadable_weights_name_the_file(empty_weights, name, files):
+def test_sam_models_with_unreadable_weights_name_the_file(isolated_weights, name, files):
     from models.sr.checkpoint import CheckpointError
 
-    empty_weights.mkdir()
+    isolated_weights.mkdir()
     with pytest.raises(WeightsMissingError, match="sam_vit_l_0b3195.pth"):
-        create_segmenter(name, weights=_touch(empty_weights / files[0]))  # encoder still missing
-    _touch(empty_weights / files[1])
+        create_segmenter(name, weights=_touch(isolated_weights / files[0]))  # encoder still missing
+    _touch(isolated_weights / files[1])
     with pytest.raises(CheckpointError, match="cannot read"):  # empty placeholder files
         create_segmenter(name)
 
 
-def test_sam_slots_reject_bad_options(empty_weights):
+def test_sam_slots_reject_bad_options(isolated_weights):
     with pytest.raises(ValueError, match="model_type"):
         create_segmenter("hi-sam", model_type="vit_x")
     with pytest.raises(ValueError, match="dataset"):

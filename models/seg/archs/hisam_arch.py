@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.layers import LayerNorm2d
+
 
 @dataclass(frozen=True)
 class HiSAMConfig:
@@ -85,21 +87,6 @@ def hisam_config(model_type: str, hier: bool) -> HiSAMConfig:
 
 
 # -- shared pieces ---------------------------------------------------------------------------------
-
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of ``(B, C, H, W)`` (ConvNeXt / detectron2 style)."""
-
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = x.mean(1, keepdim=True)
-        var = (x - mu).pow(2).mean(1, keepdim=True)
-        return self.weight[:, None, None] * ((x - mu) / torch.sqrt(var + self.eps)) + self.bias[:, None, None]
-
 
 class MLPBlock(nn.Module):
     def __init__(self, dim: int, hidden: int, act=nn.GELU):

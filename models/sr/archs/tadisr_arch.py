@@ -35,21 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of an N×C×H×W tensor (NAFNet's; official eps 1e-6)."""
-
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x):
-        mu = x.mean(1, keepdim=True)
-        var = (x - mu).pow(2).mean(1, keepdim=True)
-        y = (x - mu) / (var + self.eps).sqrt()
-        return self.weight.view(1, -1, 1, 1) * y + self.bias.view(1, -1, 1, 1)
+from models.layers import LayerNorm2d
 
 
 class CABlock(nn.Module):
