@@ -32,6 +32,13 @@ DIRECTIONS: dict[str, str | None] = {
     "char_hallucination": LOWER, "char_loss_rate": LOWER, "char_insertion_rate": LOWER,
     "char_substitutions": None, "char_deletions": None, "char_insertions": None,
     "char_ref_chars": None, "char_regions": None, "char_images": None, "char_skipped": None,
+    # text spotting (evalkit/metrics/spotting.py, TAIR): detection and end-to-end P/R/F1
+    **{f"spot_{k}_f1{s}": HIGHER for k in ("det", "e2e") for s in ("", "_precision", "_recall")},
+    **{f"spot_{k}_f1_{c}": None for k in ("det", "e2e")
+       for c in ("tp", "n_pred", "n_gt", "n_ignored", "images", "images_pseudo_gt", "gt", "evidence")},
+    # per-group OCR (evalkit/metrics/ocr_groups.py): keys <key>_<group> take <key>'s direction (below)
+    "ocr_by_level": HIGHER, "word_acc": HIGHER,
+    "ocr_group_unlisted": None, "ocr_group_images": None, "ocr_group_images_unannotated": None,
     # predicted text masks (evalkit/metrics/mask.py)
     "mask_iou": HIGHER, "mask_iou_image_mean": HIGHER, "mask_f1": HIGHER, "mask_f1_image_mean": HIGHER,
     "mask_precision": HIGHER, "mask_recall": HIGHER, "mask_images": None,
@@ -41,8 +48,13 @@ DIRECTIONS: dict[str, str | None] = {
 
 
 def direction(key: str) -> str | None:
-    """``"higher"``, ``"lower"`` or None (a count, a label, or a key this table does not know)."""
-    return DIRECTIONS.get(key)
+    """``"higher"``, ``"lower"`` or None (a count, a label, or a key this table does not know). A
+    per-group key of ``ocr_by_level`` (``<key>_<group>``: ``ocr_a_perception``,
+    ``char_hallucination_reasoning``) has its ``<key>``'s direction."""
+    if key in DIRECTIONS:
+        return DIRECTIONS[key]
+    base = key.rpartition("_")[0]
+    return DIRECTIONS.get(base) if base else None
 
 
 def arrow(key: str) -> str:

@@ -25,6 +25,9 @@ Protocols (``list_protocols()``):
   the LR made by MATLAB-style antialiased bicubic. Its OCR-F1 matching rule is unpublished. OCR by
   OpenOCR (``openocr-mobile``, the paper's engine) when its files resolve, else PP-OCRv4
   (:func:`choose_ocr_engine`; the choice and why go into summary.json).
+* ``tair`` — TAIR's benchmarks (Real-Text, SA-Text-test): text-spotting detection F1 and end-to-end F1
+  (``spot_det_f1`` / ``spot_e2e_f1``, IoU 0.5, no lexicon) with the run's OCR engine as the spotter
+  (TAIR uses TESTR; its evaluation script is unreleased), plus the restoration metrics (see ``notes``).
 """
 from __future__ import annotations
 
@@ -178,8 +181,49 @@ _GLYPHSR = Protocol(
     ),
     ocr_engines=("openocr-mobile", "rapidocr-ppocrv4"))
 
-_BUILT = {"osediff": _OSEDIFF, "tadisr": _TADISR, "glyphsr": _GLYPHSR}
-_NAMES = ("basicsr", "glyphsr", "osediff", "tadisr")
+TAIR_COMMIT = "5f0365f4bf37d7ea1bad2544e988b28f838b0c08"
+
+_TAIR = Protocol(
+    name="tair", version="1",
+    description="TAIR (Min et al., ICLR 2026) on Real-Text / SA-Text-test: text-spotting detection F1 and "
+                "end-to-end F1 (IoU 0.5, no lexicon) plus the restoration metrics",
+    source=f"github.com/cvlab-kaist/TAIR @ {TAIR_COMMIT}: README (benchmarks, TESTR spotter), "
+           "testr/adet/evaluation/text_eval_script.py (TESTR's ICDAR-lineage evaluation, vendored); "
+           "arXiv 2506.09993. The script behind the paper's tables is not released",
+    metrics={
+        "spot_det_f1": {"iou_threshold": 0.5},
+        "spot_e2e_f1": {"iou_threshold": 0.5},
+        "psnr": {"convention": "pyiqa"},
+        "ssim": {"convention": "pyiqa"},
+        "lpips": {"net": "alex"},
+        "dists": {},
+        "fid": {},
+        "niqe": {"color_space": "yiq"},
+        "musiq": {},
+        "maniqa": {"variant": "pipal"},
+        "clipiqa": {},
+    },
+    crop_border=0,
+    scales=(4,),
+    notes=(
+        ("spotter: TAIR scores restored images with TESTR (Total-Text R-50 polygon checkpoint); here the run's "
+         "OCR engine (summary.json ocr_engine, default PP-OCRv4 lines) spots instead. Absolute spot_* numbers are "
+         "therefore not comparable with the paper's; compare methods under the same engine, and an HR/GT row "
+         "as the ceiling"),
+        ("matching: evalkit.metrics.ocr_match.match_end_to_end (the ocr_f1 rule): IoU >= 0.5 (TESTR: > 0.5), "
+         "greedy by IoU; e2e text equal after NFKC, case folding, punctuation/whitespace removal (TESTR: "
+         "upper()-cased exact); no lexicon; '###' don't-care with the 0.5 area rule as in TESTR's script"),
+        ("granularity: SA-Text/Real-Text instances are words or short phrases from a text spotter; PP-OCR "
+         "returns lines, which match no word box when a line spans several words"),
+        ("restoration metrics: the paper's table lists fidelity and no-reference IQA metrics (PSNR, SSIM, LPIPS, "
+         "DISTS, FID, NIQE, MUSIQ, MANIQA, CLIP-IQA - unverified from the paper's text here); conventions "
+         "unpublished: the diffusion-SR habit (OSEDiff's pyiqa settings) is used"),
+        ("benchmarks: realtext-test (real x4 pairs); satext-test is level 1, satext-test-lv2 / -lv3 the other "
+         "degradation levels (datasets.yaml 'level')"),
+    ))
+
+_BUILT = {"osediff": _OSEDIFF, "tadisr": _TADISR, "glyphsr": _GLYPHSR, "tair": _TAIR}
+_NAMES = ("basicsr", "glyphsr", "osediff", "tadisr", "tair")
 
 
 class UnknownProtocolError(UnknownNameError):

@@ -28,7 +28,8 @@ PROJECT_CATALOG = importlib.resources.files("models").joinpath("datasets.yaml")
 SOURCE_FORMATS = ("image-folder", "ctr-lmdb", "folder-labels", "textseg", "image-mask")
 # evalkit benchmarks (loaders in evalkit/loaders, registered in evalkit/loaders/registry.py)
 BENCH_FORMATS = ("realce", "svt", "ctw1500", "icdar2015", "totaltext", "cute80", "textzoom", "realsr-v3",
-                 "sr-pairs", "div2k-valid", "folder-bench", "ftsr-tadisr", "screensr", "synth-corpus")
+                 "sr-pairs", "div2k-valid", "folder-bench", "ftsr-tadisr", "screensr",
+                 "tair-realtext", "tair-satext", "reasontext", "uzst", "synth-corpus")
 FORMATS = SOURCE_FORMATS + BENCH_FORMATS
 
 

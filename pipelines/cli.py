@@ -487,8 +487,10 @@ def evalkit_main(argv: list[str] | None = None) -> int:
     sc.add_argument("--crop-border", type=int, default=None,
                     help="pixels cropped from each side for PSNR/SSIM (default: the protocol's; 0 = OSEDiff/CODSR; "
                          "scale = basicsr habit)")
+    from evalkit.protocols import list_protocols
+
     sc.add_argument("--protocol", default=None,
-                    help="evaluation protocol: basicsr (default), osediff, tadisr, glyphsr; see evalkit protocols")
+                    help=f"evaluation protocol: {', '.join(list_protocols())} (default basicsr); see evalkit protocols")
     sc.add_argument("--metric-opt", action="append", default=[], metavar="METRIC.KEY=VALUE",
                     help="an option of one metric, repeatable (values parsed as YAML), e.g. ssim.color_space=ycbcr")
     sc.add_argument("--ocr", default=None, help="OCR engine (evalkit list; default: the protocol's engine whose "

@@ -418,13 +418,15 @@ def test_registry_names_and_uniform_construction(offline_caches):
     from models.registry import UnknownNameError
 
     names = {"psnr", "ssim", "text_psnr", "text_ssim", "lpips", "text_lpips", "dists", "fid", "niqe", "musiq",
-             "maniqa", "clipiqa", "piqe", "ocr_a", "ocr_f1", "char_hallucination", "mask_iou", "mask_f1"}
+             "maniqa", "clipiqa", "piqe", "ocr_a", "ocr_f1", "char_hallucination", "mask_iou", "mask_f1",
+             "ocr_by_level", "spot_det_f1", "spot_e2e_f1"}
     assert set(list_metrics()) == names and set(DEFAULT_METRICS) <= names
     assert METRICS.target("ocr_f1") == "evalkit.metrics.ocr:OCRF1"
     with pytest.raises(UnknownNameError, match="did you mean"):
         create_metric("psnr_y")
     kw = {"crop_border": 2, "device": "cpu", "allow_download": False, "ocr": None}
-    for name in sorted(names - {"ocr_a", "ocr_f1", "char_hallucination"}):  # OCR metrics: tests/test_ocr_metrics.py
+    ocr_metrics = {"ocr_a", "ocr_f1", "char_hallucination", "ocr_by_level", "spot_det_f1", "spot_e2e_f1"}
+    for name in sorted(names - ocr_metrics):  # OCR metrics: tests/test_ocr_metrics.py, test_tair, test_reasontext_uzst
         try:
             m = create_metric(name, **kw)
         except MetricUnavailable as e:

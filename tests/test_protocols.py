@@ -230,7 +230,7 @@ def test_tadisr_convention_equals_its_code(photo_pairs):
 # ----------------------------------------------------------------------------- the protocols themselves
 
 def test_protocol_table_and_lookup():
-    assert list_protocols() == ["basicsr", "glyphsr", "osediff", "tadisr"] and DEFAULT_PROTOCOL == "basicsr"
+    assert list_protocols() == ["basicsr", "glyphsr", "osediff", "tadisr", "tair"] and DEFAULT_PROTOCOL == "basicsr"
     with pytest.raises(UnknownNameError, match="did you mean osediff") as e:
         get_protocol("osedif")
     assert isinstance(e.value, TextsrError)
@@ -255,7 +255,7 @@ def test_protocol_table_and_lookup():
         "crop_border": 4}
 
 
-@pytest.mark.parametrize("name", ["basicsr", "glyphsr", "osediff", "tadisr"])
+@pytest.mark.parametrize("name", ["basicsr", "glyphsr", "osediff", "tadisr", "tair"])
 def test_protocol_to_dict_is_complete_json(name):
     p = get_protocol(name)
     d = json.loads(json.dumps(p.to_dict()))
@@ -272,7 +272,7 @@ def ocr_engine():
     return create_ocr()
 
 
-@pytest.mark.parametrize("name", ["basicsr", "glyphsr", "osediff", "tadisr"])
+@pytest.mark.parametrize("name", ["basicsr", "glyphsr", "osediff", "tadisr", "tair"])
 def test_every_protocol_metric_builds_or_says_why(name, ocr_engine, isolated_weights, tmp_path, monkeypatch):
     """Each (metric, kwargs) of each protocol is accepted by its class: it builds, or it stops at the
     weights it lacks (offline, empty caches) — never at a bad keyword or value."""

@@ -17,6 +17,10 @@ LOADERS = Registry("benchmark format", {
     "folder-bench": "evalkit.loaders.srpairs:FolderBench",
     "ftsr-tadisr": "evalkit.loaders.ftsr:FTSRTadisr",
     "screensr": "evalkit.loaders.screensr:ScreenSR",
+    "reasontext": "evalkit.loaders.reasontext:ReasonText",
+    "uzst": "evalkit.loaders.uzst:UZST",
+    "tair-realtext": "evalkit.loaders.tair:RealText",
+    "tair-satext": "evalkit.loaders.tair:SATextTest",
 })
 
 

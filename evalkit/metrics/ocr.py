@@ -64,7 +64,6 @@ from models.ocr import (
     normalize_text,
 )
 
-
 # -- shared region reading -------------------------------------------------------------------------
 
 
@@ -126,11 +125,10 @@ def read_regions(sample: EvalSample, ocr: OCREngine) -> RegionReads:
         return _last_reads[1]
     if texts is not None:
         source = "annotations"
-        regions = [(t.polygon, t.text) for t in texts if not _is_dont_care(t)]
+        regions = [(t.polygon, t.text) for t in scored_texts(texts)]
     else:
         source = "hr-ocr"
-        regions = [(ln.polygon, ln.text) for ln in ocr_hr]
-    regions = [(poly, ref) for poly, ref in regions if ref.strip()]
+        regions = [(ln.polygon, ln.text) for ln in ocr_hr if ln.text.strip()]
     crops = [crop_polygon(sample.sr, poly) for poly, _ in regions]
     out = ocr.recognize(crops) if crops else []
     if len(out) != len(crops):
@@ -140,6 +138,12 @@ def read_regions(sample: EvalSample, ocr: OCREngine) -> RegionReads:
                         tuple(float(c) for _, c in out))
     _last_reads[:] = [key, reads]
     return reads
+
+
+def scored_texts(texts: list) -> list:
+    """The annotated text instances OCR-A scores, in order: not don't-care (``dont_care`` or
+    ``###``) and with a non-blank reference. :func:`read_regions` reads exactly these."""
+    return [t for t in texts if not _is_dont_care(t) and t.text.strip()]
 
 
 def _engine(ocr: OCREngine | str | None) -> OCREngine:

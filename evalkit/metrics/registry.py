@@ -37,6 +37,11 @@ METRICS = Registry("metric", {
     "ocr_a": "evalkit.metrics.ocr:OCRAccuracy",
     "ocr_f1": "evalkit.metrics.ocr:OCRF1",
     "char_hallucination": "evalkit.metrics.ocr:CharHallucination",
+    # text spotting on SR (TAIR): detection F1 and end-to-end F1, IoU 0.5, no lexicon
+    "spot_det_f1": "evalkit.metrics.spotting:SpotDetF1",
+    "spot_e2e_f1": "evalkit.metrics.spotting:SpotE2EF1",
+    # OCR-A / word accuracy / char hallucination per annotation level (ReasonText perception|reasoning)
+    "ocr_by_level": "evalkit.metrics.ocr_groups:OCRByGroup",
     # the model's predicted text mask (TADiSR) against the benchmark's
     "mask_iou": "evalkit.metrics.mask:MaskIoU",
     "mask_f1": "evalkit.metrics.mask:MaskF1",
