@@ -213,8 +213,10 @@ _TAIR = Protocol(
         ("matching: evalkit.metrics.ocr_match.match_end_to_end (the ocr_f1 rule): IoU >= 0.5 (TESTR: > 0.5), "
          "greedy by IoU; e2e text equal after NFKC, case folding, punctuation/whitespace removal (TESTR: "
          "upper()-cased exact); no lexicon; '###' don't-care with the 0.5 area rule as in TESTR's script"),
-        ("granularity: SA-Text/Real-Text instances are words or short phrases from a text spotter; PP-OCR "
-         "returns lines, which match no word box when a line spans several words"),
+        ("granularity: SA-Text/Real-Text instances are words or short phrases; the spotter's lines are split "
+         "into words (OCREngine.readwords: PP-OCRv4's decoded character positions; other engines cut the line "
+         "quad in proportion to character counts) - units=lines (--metric-opt spot_e2e_f1.units=lines) "
+         "scores whole lines instead"),
         ("restoration metrics: the paper's table lists fidelity and no-reference IQA metrics (PSNR, SSIM, LPIPS, "
          "DISTS, FID, NIQE, MUSIQ, MANIQA, CLIP-IQA - unverified from the paper's text here); conventions "
          "unpublished: the diffusion-SR habit (OSEDiff's pyiqa settings) is used"),

@@ -218,8 +218,9 @@ def tp_fp_fn(out, name):
 
 @pytest.mark.parametrize("preds, gts, det, e2e", CASES)
 def test_spot_counts_by_hand(engine, preds, gts, det, e2e):
-    d = SpotDetF1(ocr=engine).update(sample(preds, gts))
-    e = SpotE2EF1(ocr=engine).update(sample(preds, gts))
+    # the matching rule on given line predictions (units="lines": ocr_sr as injected)
+    d = SpotDetF1(ocr=engine, units="lines").update(sample(preds, gts))
+    e = SpotE2EF1(ocr=engine, units="lines").update(sample(preds, gts))
     assert tp_fp_fn(d, "spot_det_f1") == det and tp_fp_fn(e, "spot_e2e_f1") == e2e
     for out, name, (tp, fp, fn) in ((d, "spot_det_f1", det), (e, "spot_e2e_f1", e2e)):
         p = tp / (tp + fp) if tp + fp else None
@@ -236,7 +237,7 @@ def test_spot_dataset_is_micro_and_halves_merge_exactly(engine):
     s3 = sample([pred("q", 100, 100, 150, 120)], [gt("###", 100, 100, 150, 120)], "s3")
     # by hand: det TP 1+2+0, #pred 1+3+0 (s3's is ignored), #GT 1+3+0; e2e TP 1+1+0
     for cls, tp in ((SpotDetF1, 3), (SpotE2EF1, 2)):
-        whole = cls(ocr=engine)
+        whole = cls(ocr=engine, units="lines")
         for s in (s1, s2, s3):
             whole.update(s)
         res = whole.compute()
@@ -244,7 +245,7 @@ def test_spot_dataset_is_micro_and_halves_merge_exactly(engine):
         assert (res[f"{n}_tp"], res[f"{n}_n_pred"], res[f"{n}_n_gt"], res[f"{n}_n_ignored"]) == (tp, 4, 4, 1)
         assert res[n] == 2 * tp / 8 and res[f"{n}_precision"] == tp / 4 and res[f"{n}_recall"] == tp / 4
         assert res[f"{n}_images"] == 3
-        a, b = cls(ocr=engine), cls(ocr=engine)
+        a, b = cls(ocr=engine, units="lines"), cls(ocr=engine, units="lines")
         a.update(s1)
         b.update(s2)
         b.update(s3)
@@ -256,7 +257,7 @@ def test_spot_dataset_is_micro_and_halves_merge_exactly(engine):
 
 def test_spot_settings_name_the_engine_and_the_rule(engine):
     st = SpotE2EF1(ocr=engine).settings()
-    assert st["engine"] == "rapidocr-ppocrv4" and "readtext" in st["spotter"]
+    assert st["engine"] == "rapidocr-ppocrv4" and "readwords" in st["spotter"] and st["units"] == "words"
     assert "IoU >= 0.5" in st["matching"] and "no lexicon" in st["text"] and "> 0.5" in st["vs_testr"]
     assert "ignored" in SpotDetF1(ocr=engine).settings()["text"]
 
@@ -313,3 +314,39 @@ def test_datasets_lists_them_and_score_satext_with_the_tair_protocol(tmp_path):
         assert rec[n] == rec[f"{n}_precision"] == rec[f"{n}_recall"] == 1.0
         assert s["metrics"][n] == 1.0 and s["metrics"][f"{n}_precision"] == 1.0
     assert 15 < s["metrics"]["psnr"] < 40
+
+
+def test_words_spot_word_level_gt_where_lines_cannot(engine):
+    """One rendered line "OPEN NOW 24" against word-level GT boxes (each word's own ink box): the
+    engine's line covers all three and matches none; its words (PP-OCRv4's character positions)
+    match each GT word, text included."""
+    import cv2
+
+    img = np.full((160, 720, 3), 235, np.uint8)
+    font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 2.0, 5
+    gts, x = [], 30
+    for word in ("OPEN", "NOW", "24"):
+        cv2.putText(img, word, (x, 100), font, scale, (15, 15, 15), thick, cv2.LINE_AA)
+        (w, h), base = cv2.getTextSize(word, font, scale, thick)
+        gts.append(gt(word, x, 100 - h - 4, x + w, 100 + 6))
+        x += w + 28  # one space-wide gap: the OCR reads a single line
+    assert [ln.text for ln in engine.readtext(img)] == ["OPEN NOW 24"]
+    words = EvalSample(key="w", sr=img, texts=gts)
+    d, e = SpotDetF1(ocr=engine).update(words), SpotE2EF1(ocr=engine).update(words)
+    assert tp_fp_fn(d, "spot_det_f1") == tp_fp_fn(e, "spot_e2e_f1") == (3, 0, 0)
+    lines = EvalSample(key="l", sr=img, texts=gts)
+    assert tp_fp_fn(SpotDetF1(ocr=engine, units="lines").update(lines), "spot_det_f1") == (0, 1, 3)
+    assert "CTC positions" in SpotE2EF1(ocr=engine).settings()["spotter"]
+
+
+def test_proportional_word_split_of_a_line():
+    from models.ocr import OCRLine
+    from models.ocr.base import split_line_proportionally
+
+    line = OCRLine(np.array([[0, 0], [100, 0], [100, 20], [0, 20]], np.float32), "AB CD", 0.9)
+    a, b = split_line_proportionally(line)
+    assert (a.text, b.text) == ("AB", "CD") and a.score == b.score == 0.9
+    np.testing.assert_allclose(a.polygon, [[0, 0], [40, 0], [40, 20], [0, 20]])
+    np.testing.assert_allclose(b.polygon, [[60, 0], [100, 0], [100, 20], [60, 20]])
+    one = OCRLine(line.polygon, "ABCD", 0.5)
+    assert split_line_proportionally(one) == [one]  # no whitespace: the line itself

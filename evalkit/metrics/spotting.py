@@ -57,23 +57,36 @@ def any_text(_: str) -> str:
     return ""
 
 
+UNITS = ("words", "lines")
+
+
+def _words(sample: EvalSample, ocr: OCREngine, which: str) -> list:
+    """``ocr.readwords`` of the sample's SR or HR image, read once per sample and engine."""
+    key = f"ocr_{which}_words:{ocr.name}"
+    if key not in sample.extra:
+        sample.extra[key] = ocr.readwords(sample.sr if which == "sr" else sample.hr)
+    return sample.extra[key]
+
+
 def spot_counts(sample: EvalSample, ocr: OCREngine, mode: str,
-                iou_threshold: float = 0.5) -> tuple[str, E2ECounts]:
-    """``(gt_source, counts)`` of one image: the engine's SR lines (``sample.ocr_sr``, read when
-    absent) matched against ``sample.texts`` (``"annotations"``) or, without annotations, the HR OCR
-    lines as pseudo-GT (``"hr-ocr"``). ``mode``: ``"det"`` (IoU only) or ``"e2e"`` (IoU and text)."""
+                iou_threshold: float = 0.5, units: str = "words") -> tuple[str, E2ECounts, list]:
+    """``(gt_source, counts, predictions)`` of one image: the engine's SR words (``ocr.readwords``) or lines
+    (``sample.ocr_sr``, read when absent) matched against ``sample.texts`` (``"annotations"``) or,
+    without annotations, the HR OCR words/lines as pseudo-GT (``"hr-ocr"``). ``mode``: ``"det"``
+    (IoU only) or ``"e2e"`` (IoU and text)."""
     _check_same_size(sample)
-    preds = sr_lines(sample, ocr)
+    preds = _words(sample, ocr, "sr") if units == "words" else sr_lines(sample, ocr)
     if sample.texts is not None:
         source = "annotations"
         gts = [(t.polygon, t.text, t.dont_care) for t in sample.texts]
     else:
         source = "hr-ocr"
-        gts = [(ln.polygon, ln.text, False) for ln in hr_lines(sample, ocr)]
+        hr = _words(sample, ocr, "hr") if units == "words" else hr_lines(sample, ocr)
+        gts = [(ln.polygon, ln.text, False) for ln in hr]
     counts = match_end_to_end([ln.polygon for ln in preds], [ln.text for ln in preds],
                               [g[0] for g in gts], [g[1] for g in gts], [g[2] for g in gts],
                               iou_threshold, normalize=any_text if mode == "det" else norm_ci)
-    return source, counts
+    return source, counts, preds
 
 
 class SpotF1(Metric):
@@ -92,12 +105,17 @@ class SpotF1(Metric):
     # hr / ocr_hr (pseudo-GT) are read only for samples without text annotations
     needs = frozenset({"sr", "hr", "ocr_hr", "ocr_sr"})
 
-    def __init__(self, ocr: OCREngine | str | None = None, iou_threshold: float = 0.5,
+    def __init__(self, ocr: OCREngine | str | None = None, iou_threshold: float = 0.5, units: str = "words",
                  **_ignored: Any):
         if not 0.0 < float(iou_threshold) <= 1.0:
             raise OCRInputError(f"{self.name}: iou_threshold must be in (0, 1], got {iou_threshold}")
+        if units not in UNITS:
+            raise OCRInputError(f"{self.name}: units must be one of {', '.join(UNITS)}; got {units!r}")
         self.ocr = _engine(ocr)
         self.iou_threshold = float(iou_threshold)
+        self.units = units
+        if units == "words":  # words are read here (readwords), the runner's SR lines are not needed
+            self.needs = type(self).needs - {"ocr_sr"}
         self.reset()
 
     def settings(self) -> dict[str, Any]:
@@ -107,7 +125,10 @@ class SpotF1(Metric):
         return {
             "engine": self.ocr.name,
             "engine_settings": _engine_settings(self.ocr),
-            "spotter": "the run's OCR engine: readtext (det + rec) polygons and texts on SR",
+            "spotter": ("the run's OCR engine on SR: readwords (its lines split into words; word boxes: "
+                        f"{self.ocr.word_boxes})" if self.units == "words" else
+                        "the run's OCR engine on SR: readtext (det + rec) line polygons and texts"),
+            "units": self.units,
             "gt": "GT text instances when the benchmark has them, else HR OCR lines (pseudo-GT, "
                   f"per image: {self.name}_gt)",
             "matching": f"greedy one-to-one by decreasing polygon IoU (shapely) among pairs with "
@@ -122,7 +143,8 @@ class SpotF1(Metric):
                         "(GT may drop one special char at either end) instead of punctuation "
                         "stripping; e2e pairs by IoU alone then checks text; Total-Text word "
                         "spotting also sets GT words < 3 chars or non-Latin don't-care (not here)",
-            "granularity": "engine lines vs word-level GT: a line over several GT words matches none",
+            "granularity": ("words, as the spotting benchmarks annotate them" if self.units == "words" else
+                            "engine lines vs word-level GT: a line over several GT words matches none"),
         }
 
     def reset(self) -> None:
@@ -142,7 +164,7 @@ class SpotF1(Metric):
         raise NotImplementedError
 
     def update(self, sample: EvalSample) -> dict[str, Any]:
-        source, c = spot_counts(sample, self.ocr, self.mode, self.iou_threshold)
+        source, c, preds = spot_counts(sample, self.ocr, self.mode, self.iou_threshold, self.units)
         self.tp += c.tp
         self.n_pred += c.n_pred
         self.n_gt += c.n_gt
@@ -155,7 +177,7 @@ class SpotF1(Metric):
         out[self.name + "_evidence"] = [
             {"polygon": _poly_json(ln.polygon), "text": ln.text, "conf": float(ln.score),
              "gt": matched.get(i), "ignored": i in c.ignored}
-            for i, ln in enumerate(sample.ocr_sr)]
+            for i, ln in enumerate(preds)]
         return out
 
     def compute(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ whatever its backend wants itself (BGR for the PP-OCR family).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -99,6 +100,18 @@ class OCREngine:
         """
         raise NotImplementedError
 
+    # How :meth:`readwords` finds word boxes (recorded by the metrics that use them).
+    word_boxes: str = ("proportional: each line's quad cut along its top and bottom edges in "
+                       "proportion to character counts (an approximation for engines without "
+                       "character positions)")
+
+    def readwords(self, image: np.ndarray) -> list[OCRLine]:
+        """Words instead of lines: :meth:`readtext`'s lines split at whitespace, each word with its own
+        quad (TL, TR, BR, BL) and the line's score. This default cuts a line's quad in proportion to
+        character counts (see :attr:`word_boxes`); an engine that knows where each character was
+        decoded overrides it. A line without whitespace (a word, or CJK text) stays one entry."""
+        return [w for ln in self.readtext(image) for w in split_line_proportionally(ln)]
+
     def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Recognise a batch of RGB ``hxwx3 uint8`` text-line crops (no detection).
 
@@ -116,6 +129,25 @@ class OCREngine:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def split_line_proportionally(line: OCRLine) -> list[OCRLine]:
+    """One line -> its whitespace-separated words, each quad cut from the line's quad along its top
+    (TL→TR) and bottom (BL→BR) edges at the fraction of characters before and after the word."""
+    words = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", line.text)]
+    if len(words) <= 1:
+        return [line]
+    q = np.asarray(line.polygon, np.float32).reshape(4, 2)
+    n = len(line.text)
+
+    def at(f: float) -> tuple[np.ndarray, np.ndarray]:
+        return q[0] + f * (q[1] - q[0]), q[3] + f * (q[2] - q[3])
+
+    out = []
+    for a, b, text in words:
+        (tl, bl), (tr, br) = at(a / n), at(b / n)
+        out.append(OCRLine(np.stack([tl, tr, br, bl]).astype(np.float32), text, line.score))
+    return out
 
 
 OCR_ENGINES = Registry("OCR engine", {

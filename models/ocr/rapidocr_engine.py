@@ -338,6 +338,41 @@ class RapidOCRv4Engine(_RapidOCRBase):
         boxes, texts, scores = zip(*result)
         return self._lines(boxes, texts, scores)
 
+    word_boxes = ("CTC positions: rapidocr_onnxruntime's return_word_box (each character's box from "
+                  "the recogniser's decoded columns, mapped back through its line's quad); a word's "
+                  "quad runs from its first character's left edge to its last one's right edge")
+
+    def readwords(self, image: np.ndarray) -> list[OCRLine]:
+        """:meth:`readtext`'s lines split into words at the characters' decoded positions (see
+        :attr:`word_boxes`); a line without character boxes falls back to the proportional split."""
+        from models.ocr.base import split_line_proportionally
+
+        check_rgb_image(image)
+        ocr = self._pipeline()
+        post = ocr.text_det.postprocess_op
+        # any keyword argument makes the package reset these three to its defaults: pass ours
+        result, _ = ocr(np.ascontiguousarray(image[:, :, ::-1]), return_word_box=True, box_thresh=post.box_thresh,
+                        unclip_ratio=post.unclip_ratio, text_score=self.text_score)
+        out: list[OCRLine] = []
+        for row in result or []:
+            line = self._lines([row[0]], [row[1]], [row[2]])[0]
+            boxes, chars = (row[3], row[4]) if len(row) >= 5 else (None, None)
+            if not chars or len(chars) != len(boxes) or "".join(chars) != line.text:
+                out.extend(split_line_proportionally(line))
+                continue
+            i = 0
+            while i < len(chars):
+                if chars[i].isspace():
+                    i += 1
+                    continue
+                j = i
+                while j + 1 < len(chars) and not chars[j + 1].isspace():
+                    j += 1
+                a, b = np.asarray(boxes[i], np.float32), np.asarray(boxes[j], np.float32)
+                out.append(OCRLine(np.stack([a[0], b[1], b[2], a[3]]), "".join(chars[i:j + 1]), line.score))
+                i = j + 1
+        return out
+
     def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         imgs = self._bgr_crops(crops)
         if not imgs:
