@@ -327,7 +327,7 @@ def test_words_spot_word_level_gt_where_lines_cannot(engine):
     gts, x = [], 30
     for word in ("OPEN", "NOW", "24"):
         cv2.putText(img, word, (x, 100), font, scale, (15, 15, 15), thick, cv2.LINE_AA)
-        (w, h), base = cv2.getTextSize(word, font, scale, thick)
+        (w, h), _ = cv2.getTextSize(word, font, scale, thick)
         gts.append(gt(word, x, 100 - h - 4, x + w, 100 + 6))
         x += w + 28  # one space-wide gap: the OCR reads a single line
     assert [ln.text for ln in engine.readtext(img)] == ["OPEN NOW 24"]
