@@ -93,3 +93,15 @@ def text_corpus(out: Path, num: int, font_size_px=(26, 40), preset: str = "cv2-b
                                   f"degrade.preset={preset}", "samples_per_shard=4"])
     build(recipe, out, num, executor=LocalExecutor(recipe, catalog=load_catalog()), progress=False)
     return out
+
+
+def run_evalkit(*args, env: dict | None = None, timeout: int = 600):
+    """``evalkit ARGS`` in a subprocess (the real entry point), the environment extended by ``env``;
+    the CompletedProcess (text stdout/stderr), not checked."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", "from pipelines.cli import main_evalkit; main_evalkit()", *args],
+                          check=False, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -228,9 +225,9 @@ def test_ocr_by_level_exact_merge_and_state_round_trip(engine, scenes):
 
 
 def _evalkit(*args, env):
-    return subprocess.run([sys.executable, "-c", "from pipelines.cli import main_evalkit; main_evalkit()", *args],
-                          check=False, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **env})
+    from helpers import run_evalkit
+
+    return run_evalkit(*args, env=env)
 
 
 def test_score_reasontext_per_level_and_datasets_lists_both(tmp_path):

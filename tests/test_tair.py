@@ -2,9 +2,6 @@
 metrics (spot_det_f1 / spot_e2e_f1) on hand-counted cases, and `evalkit score --protocol tair` end to
 end on real pixels with real OCR."""
 import json
-import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -274,9 +271,9 @@ def test_tair_protocol():
 # ---------------------------------------------------------------- end to end
 
 def _evalkit(*args, env):
-    return subprocess.run([sys.executable, "-c", "from pipelines.cli import main_evalkit; main_evalkit()", *args],
-                          check=False, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **env})
+    from helpers import run_evalkit
+
+    return run_evalkit(*args, env=env)
 
 
 def test_datasets_lists_them_and_score_satext_with_the_tair_protocol(tmp_path):
