@@ -198,3 +198,26 @@ def test_evalkit_score_glyphsr_records_the_engine_choice(isolated_weights, tmp_p
     assert on_disk["ocr_engine"] == "openocr-mobile" and "weights found" in on_disk["ocr_engine_choice"]
     s = score(ScoreConfig(out=tmp_path / "c", ocr_engine="rapidocr-ppocrv4", **base))
     assert s["ocr_engine"] == "rapidocr-ppocrv4" and s["ocr_engine_choice"] is None
+
+
+def test_readwords_splits_a_line_at_the_decoded_character_positions(engine):
+    """One rendered line "OPEN NOW 24": readwords gives the three words, each quad over its own ink
+    (IoU >= 0.5 with the word's drawn box), from the CTC steps of our decoder; readtext is one line."""
+    import cv2
+
+    from evalkit.metrics.ocr_match import polygon_iou
+
+    img = np.full((160, 720, 3), 235, np.uint8)
+    font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 2.0, 5
+    boxes, x = [], 30
+    for word in ("OPEN", "NOW", "24"):
+        cv2.putText(img, word, (x, 100), font, scale, (15, 15, 15), thick, cv2.LINE_AA)
+        (w, h), _ = cv2.getTextSize(word, font, scale, thick)
+        boxes.append(np.array([[x, 100 - h - 4], [x + w, 100 - h - 4], [x + w, 106], [x, 106]], np.float32))
+        x += w + 28
+    assert [ln.text for ln in engine.readtext(img)] == ["OPEN NOW 24"]
+    words = engine.readwords(img)
+    assert [w.text for w in words] == ["OPEN", "NOW", "24"]
+    for w, box in zip(words, boxes):
+        assert polygon_iou(w.polygon, box) >= 0.5, (w.text, w.polygon.tolist(), box.tolist())
+    assert "CTC positions" in engine.word_boxes

@@ -211,6 +211,35 @@ def ctc_greedy(probs: np.ndarray, characters: Sequence[str]) -> tuple[str, float
     return text, float(np.mean(conf[keep])) if keep.any() else 0.0
 
 
+def ctc_spans(probs: np.ndarray, characters: Sequence[str], width: int, resized_w: int) -> list[tuple[str, float, float]]:
+    """Greedy CTC decoding with positions: ``(word, x0, x1)`` for each whitespace-free run of kept
+    characters, x0/x1 as fractions of the crop's width. CTC fires once per character, near its
+    middle, so a word's edges are taken halfway between the decoded space and its neighbours: the
+    first word starts at the crop's left edge, the last ends at its right edge, and inner
+    boundaries sit at the middle of each decoded space's step (a step t of T covers input columns
+    [t·W/T, (t+1)·W/T) of the ``width``-px recogniser input, whose first ``resized_w`` px are the
+    crop)."""
+    idx = probs.argmax(axis=1)
+    keep = np.ones(len(idx), dtype=bool)
+    keep[1:] = idx[1:] != idx[:-1]
+    keep &= idx != 0
+    step_px = width / max(len(idx), 1)
+    words, run, edge = [], [], 0.0
+    for t in np.flatnonzero(keep):
+        ch = characters[idx[t] - 1]
+        if ch.isspace():
+            mid = min(1.0, (t + 0.5) * step_px / resized_w)
+            if run:
+                words.append(("".join(run), edge, mid))
+                run = []
+            edge = mid
+        else:
+            run.append(ch)
+    if run:
+        words.append(("".join(run), edge, 1.0))
+    return words
+
+
 def read_dictionary(path: str | Path) -> list[str]:
     """The recogniser's characters: one per line of ``path`` (UTF-8, newline stripped), then " "."""
     lines = Path(path).read_bytes().decode("utf-8").split("\n")
@@ -358,6 +387,40 @@ class OpenOCREngine(OCREngine):
         for i, c in enumerate(crops):
             check_rgb_image(c, f"crop {i}")
         return [self._read(c) for c in crops]  # one crop per call: batch independence
+
+    word_boxes = ("CTC positions: the line quad cut along its top and bottom edges at the middle of each "
+                  "decoded space's step (mapped from the recogniser input back to the crop); the first and "
+                  "last words reach the quad's ends (lines read turned by 90 degrees: the proportional cut)")
+
+    def readwords(self, image: np.ndarray) -> list[OCRLine]:
+        """:meth:`readtext`'s lines split into words at their characters' CTC decoding positions."""
+        from models.ocr.base import split_line_proportionally
+
+        out = []
+        for quad in self.detect(image):
+            crop = crop_quad(image, quad)
+            if crop.shape[0] < 1 or crop.shape[1] < 1:
+                continue
+            sess = self._rec()
+            x = rec_input(np.ascontiguousarray(crop[:, :, ::-1]))
+            probs = sess.run(None, {sess.get_inputs()[0].name: x})[0][0]
+            text, score = ctc_greedy(probs, self.characters)
+            if score < self.text_score:
+                continue
+            q = quad.astype(np.float32)
+            qw = max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[2] - q[3]))
+            qh = max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2]))
+            upright = qh < 1.5 * qw  # crop_quad turns the others by 90 degrees
+            resized_w = min(x.shape[-1], math.ceil(REC_HEIGHT * crop.shape[1] / crop.shape[0]))
+            spans = ctc_spans(probs, self.characters, x.shape[-1], resized_w)
+            if not upright or "".join(t for t, _, _ in spans) != "".join(text.split()):
+                out.extend(split_line_proportionally(OCRLine(q, text, score)))
+                continue
+            for word, f0, f1 in spans:
+                tl, tr = q[0] + f0 * (q[1] - q[0]), q[0] + f1 * (q[1] - q[0])
+                bl, br = q[3] + f0 * (q[2] - q[3]), q[3] + f1 * (q[2] - q[3])
+                out.append(OCRLine(np.stack([tl, tr, br, bl]).astype(np.float32), word, score))
+        return out
 
     def readtext(self, image: np.ndarray) -> list[OCRLine]:
         lines = []
