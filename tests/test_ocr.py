@@ -332,3 +332,33 @@ def test_engine_settings_record_batching(engine):
     s = engine.settings()
     assert s["engine"] == engine.name and "one crop per recogniser batch" in s["rec_batching"]
     assert all(m.endswith(".onnx") for m in s["models"])
+
+
+@pytest.mark.parametrize("name", RAPID)
+def test_readwords_cuts_lines_at_character_positions_and_leaves_readtext_alone(name):
+    """A rendered line "OPEN NOW 24": readwords gives the three words, each quad over its own ink
+    (IoU >= 0.5 with the drawn word box); readtext before and after is the same one line (the
+    packages keep call options, so the word-box call must not leak into later reads)."""
+    import cv2
+
+    from evalkit.metrics.ocr_match import polygon_iou
+
+    img = np.full((160, 720, 3), 235, np.uint8)
+    font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 2.0, 5
+    boxes, x = [], 30
+    for word in ("OPEN", "NOW", "24"):
+        cv2.putText(img, word, (x, 100), font, scale, (15, 15, 15), thick, cv2.LINE_AA)
+        (w, h), _ = cv2.getTextSize(word, font, scale, thick)
+        boxes.append(np.array([[x, 100 - h - 4], [x + w, 100 - h - 4], [x + w, 106], [x, 106]], np.float32))
+        x += w + 28
+    engine = create_ocr(name)
+    before = engine.readtext(img)
+    words = engine.readwords(img)
+    after = engine.readtext(img)
+    assert [ln.text for ln in before] == ["OPEN NOW 24"]
+    assert [(a.text, a.score) for a in after] == [(b.text, b.score) for b in before]
+    assert np.array_equal(after[0].polygon, before[0].polygon)
+    assert [w.text for w in words] == ["OPEN", "NOW", "24"]
+    for w, box in zip(words, boxes):
+        assert polygon_iou(w.polygon, box) >= 0.5, (w.text, w.polygon.tolist(), box.tolist())
+    assert "CTC positions" in engine.word_boxes

@@ -453,6 +453,34 @@ class RapidOCRv6Engine(_RapidOCRBase):
             return []
         return self._lines(boxes, texts, out.scores)
 
+    word_boxes = ("CTC positions: rapidocr 3.x's return_word_box (word quads from the recogniser's decoded "
+                  "columns, mapped back through the line's quad)")
+
+    def readwords(self, image: np.ndarray) -> list[OCRLine]:
+        """:meth:`readtext`'s lines as words, from ``rapidocr``'s word boxes (see :attr:`word_boxes`);
+        a line whose word results do not spell it falls back to the proportional split."""
+        from models.ocr.base import split_line_proportionally
+
+        check_rgb_image(image)
+        ocr = self._pipeline()
+        try:
+            out = ocr(np.ascontiguousarray(image[:, :, ::-1]), return_word_box=True)
+        finally:
+            ocr.update_params(return_word_box=False)  # the package keeps call options: readtext stays as it was
+        boxes, texts = getattr(out, "boxes", None), getattr(out, "txts", None)
+        if boxes is None or texts is None or len(texts) == 0:
+            return []
+        lines = self._lines(boxes, texts, out.scores)
+        results = getattr(out, "word_results", None) or ()
+        words: list[OCRLine] = []
+        for k, line in enumerate(lines):
+            got = results[k] if k < len(results) else ()
+            if "".join(w[0] for w in got) != "".join(line.text.split()):
+                words.extend(split_line_proportionally(line))
+                continue
+            words.extend(OCRLine(np.asarray(b, np.float32).reshape(4, 2), str(t), line.score) for t, _, b in got)
+        return words
+
     def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         imgs = self._bgr_crops(crops)
         if not imgs:
