@@ -19,12 +19,13 @@ import dataclasses
 import json
 import re
 import traceback
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 
 import cv2
 import numpy as np
 
+from models.cache import LRU
 from models.errors import TextsrError
 from models.registry import UnknownNameError
 from models.weights import WeightsMissingError
@@ -64,7 +65,7 @@ class SampleFactory:
         self.catalog = catalog
         self.num_threads = num_threads
         self._ready = False
-        self._crop_cache: OrderedDict[str, object] = OrderedDict()
+        self._crop_cache = LRU(4096)  # crop item -> prepared patch or its Rejected
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self) -> "SampleFactory":
@@ -158,8 +159,6 @@ class SampleFactory:
             except Rejected as r:
                 cached = r
             self._crop_cache[item] = cached
-            if len(self._crop_cache) > 4096:
-                self._crop_cache.popitem(last=False)
         if isinstance(cached, Rejected):
             raise cached
         crop, mask, label, info = cached

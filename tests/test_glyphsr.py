@@ -108,7 +108,6 @@ def test_scene_steps_equal_diffusers_sdxl_controlnet_pipeline(folders, sampler, 
     """λ ≡ 0 (scene schedule) is SDXL + the SR-ControlNet alone with CFG: diffusers'
     StableDiffusionXLControlNetPipeline on the same folders, scheduler and start latents must give
     the same final latent."""
-    import diffusers
     from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
 
     m = build("glyph-sr", tiny=True, base=folders["base"], sr_controlnet=folders["sr"], device="cpu",
@@ -127,7 +126,6 @@ def test_scene_steps_equal_diffusers_sdxl_controlnet_pipeline(folders, sampler, 
         scene = m.encode_text([prompt])
         got = m.sample(None, noise.clone(), cond, m.encode_text(["unused: λ is 0"]), scene, m.encode_text([""]))
     torch.testing.assert_close(got, want.float(), rtol=1e-4, atol=1e-4)
-    assert diffusers.__version__  # the reference's version is pinned by the environment
 
 
 def test_text_branch_only_matters_where_lambda_is_one(folders):
@@ -263,3 +261,24 @@ def test_sdxl_folders_with_only_fp16_weight_files_load(folders, tmp_path):
     for name in ("unet", "text_encoder_2"):
         for (k, x), y in zip(getattr(a, name).state_dict().items(), getattr(b, name).state_dict().values()):
             assert torch.equal(x, y), (name, k)
+
+
+def test_prompt_embeddings_are_kept_in_a_bounded_lru(model):
+    """Per-image OCR prompts must not grow the in-memory cache over a long run: at most
+    PROMPT_CACHE_SIZE entries, least recently used dropped first, and a re-encoded prompt equal to
+    its first encoding."""
+    from models.cache import LRU
+    from models.sr.diffusion.base import PROMPT_CACHE_SIZE
+
+    lru = LRU(2)
+    lru["a"], lru["b"] = 1, 2
+    assert lru.get("a") == 1  # "a" is now the most recent
+    lru["c"] = 3
+    assert "b" not in lru and lru.get("a") == 1 and lru.get("c") == 3 and len(lru) == 2
+
+    first, _ = model.encode_text(["prompt 0"])
+    for i in range(1, PROMPT_CACHE_SIZE + 10):
+        model.encode_text([f"prompt {i}"])
+    assert len(model._prompt_cache) == PROMPT_CACHE_SIZE and "prompt 0" not in model._prompt_cache
+    again, _ = model.encode_text(["prompt 0"])
+    assert torch.equal(first, again)

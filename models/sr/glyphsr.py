@@ -277,7 +277,10 @@ class GlyphSR(SRModel):
 
         sched = {k: v for k, v in comps.scheduler_config.items() if not k.startswith("_")}
         self.alphas_cumprod = DDPMScheduler.from_config(sched).alphas_cumprod.float().to(self.device)
-        self._prompt_cache: dict[str, tuple] = {}
+        from models.cache import LRU
+        from models.sr.diffusion.base import PROMPT_CACHE_SIZE
+
+        self._prompt_cache = LRU(PROMPT_CACHE_SIZE)
 
     def _place(self):
         from diffusers.utils import logging as dlog
@@ -352,19 +355,20 @@ class GlyphSR(SRModel):
 
     # -- pieces ---------------------------------------------------------------------------------
     def encode_text(self, prompts: list[str]):
-        """(N×77×D, N×P) SDXL embeddings of ``prompts`` (see ``sdxl.encode_prompt``), cached per prompt."""
+        """(N×77×D, N×P) SDXL embeddings of ``prompts`` (see ``sdxl.encode_prompt``), each distinct prompt
+        encoded once and kept among the last ``PROMPT_CACHE_SIZE`` (OCR prompts differ per image)."""
         import torch
 
         from models.sr.diffusion.sdxl import encode_prompt
 
-        todo = [p for p in dict.fromkeys(prompts) if p not in self._prompt_cache]
+        got = {s: self._prompt_cache.get(s) for s in dict.fromkeys(prompts)}
+        todo = [s for s, v in got.items() if v is None]
         if todo:
             with torch.no_grad():
                 e, p = encode_prompt(self.c, todo, self.device, self.dtype)
             for i, s in enumerate(todo):
-                self._prompt_cache[s] = (e[i:i + 1], p[i:i + 1])
-        return (torch.cat([self._prompt_cache[s][0] for s in prompts]),
-                torch.cat([self._prompt_cache[s][1] for s in prompts]))
+                got[s] = self._prompt_cache[s] = (e[i:i + 1], p[i:i + 1])
+        return torch.cat([got[s][0] for s in prompts]), torch.cat([got[s][1] for s in prompts])
 
     def guidance(self, up) -> list[dict]:
         """Per image of ``up`` (N×3×H×W in [0, 1], the bicubic-upsampled LR): OCR lines, caption and

@@ -12,11 +12,10 @@ readings (:func:`ocr_texts`) the stage would otherwise compute, so the samples a
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import cv2
 import numpy as np
 
+from models.cache import LRU
 from synth.imageio import decode_image
 from synth.recipe import BackgroundConfig
 from synth.types import Rejected
@@ -39,8 +38,7 @@ class BackgroundStage:
         self.weights = w / w.sum()
         self.ocr = ocr
         self._verdicts: dict[str, Rejected | None] = {}
-        self._images: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_images = cache_images
+        self._images = LRU(cache_images)  # decoded source images, the most recently used
         self.verdicts = verdicts
 
     def setup(self) -> None:
@@ -50,13 +48,10 @@ class BackgroundStage:
             self.verdicts.check(self.cfg, self.sources, self.ocr.identity())
 
     def _load(self, src, i: int, item: str) -> np.ndarray:
-        if item in self._images:
-            self._images.move_to_end(item)
-            return self._images[item]
-        img = decode_image(src.load(i), stage=STAGE, what=item, allow_gray=False)
-        self._images[item] = img
-        if len(self._images) > self._cache_images:
-            self._images.popitem(last=False)
+        img = self._images.get(item)
+        if img is None:
+            img = decode_image(src.load(i), stage=STAGE, what=item, allow_gray=False)
+            self._images[item] = img
         return img
 
     def _check(self, img: np.ndarray, item: str) -> None:

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.cache import LRU
 from models.sr.base import SRModel
+
+PROMPT_CACHE_SIZE = 256  # prompt embeddings kept in memory (N×77×D each)
 
 
 @dataclass
@@ -140,7 +143,8 @@ class DiffusionSR(SRModel):
         self.alphas_cumprod = components.alphas_cumprod().to(self.device)
         self.prediction_type = components.scheduler_config.get("prediction_type", "epsilon")
         self.scaling_factor = float(components.vae.config.scaling_factor)
-        self._prompt_cache: dict[str, object] = {}
+        # per-image prompts (DAPE tags) would grow without bound over a long run
+        self._prompt_cache = LRU(PROMPT_CACHE_SIZE)
 
     # -- pieces a method uses -------------------------------------------------------------------
     @property
@@ -153,18 +157,20 @@ class DiffusionSR(SRModel):
 
     def encode_prompts(self, prompts: list[str]):
         """N×77×D prompt embeddings (CLIP last hidden state, as the official ``encode_prompt``),
-        each distinct prompt encoded once and cached."""
+        each distinct prompt encoded once and kept among the last :data:`PROMPT_CACHE_SIZE`."""
         import torch
 
         out = []
         for p in prompts:
-            if p not in self._prompt_cache:
+            emb = self._prompt_cache.get(p)
+            if emb is None:
                 tok = self.c.tokenizer
                 ids = tok(p, max_length=tok.model_max_length, padding="max_length", truncation=True,
                           return_tensors="pt").input_ids.to(self.device)
                 with torch.inference_mode():
-                    self._prompt_cache[p] = self.c.text_encoder(ids)[0].to(self.dtype)
-            out.append(self._prompt_cache[p])
+                    emb = self.c.text_encoder(ids)[0].to(self.dtype)
+                self._prompt_cache[p] = emb
+            out.append(emb)
         return torch.cat(out, 0)
 
     def encode(self, x, generator):
