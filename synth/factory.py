@@ -152,7 +152,8 @@ class SampleFactory:
                 if gt_mask is not None and gt_mask.shape != crop.shape[:2]:
                     raise Rejected("crop-source", "mask-size", f"{item}: mask {gt_mask.shape} vs crop {crop.shape[:2]}")
                 mask = self.segment.process(crop, item) if gt_mask is None else gt_mask
-                ocr_info = self.ocr_filter.process(crop, mask, label, item)
+                # a harvested crop passed this very filter when it was harvested (same engine, same crop)
+                ocr_info = src.checks(i) if hasattr(src, "checks") else self.ocr_filter.process(crop, mask, label, item)
                 crop, mask, factor = self.upscale.process(crop, mask)
                 origin = {"origin": src.info(i)} if hasattr(src, "info") else {}  # harvested: photo + quad
                 cached = (crop, mask, label, {**ocr_info, "upscale": factor, **origin})

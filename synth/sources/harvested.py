@@ -81,6 +81,12 @@ class HarvestedCrops:
     def label(self, i: int) -> str:
         return self.rows[i]["label"]
 
+    def checks(self, i: int) -> dict:
+        """The OCR filter's result the harvest recorded for crop ``i`` (readings, similarities): the
+        same engine (the harvest identity names it) on the same lossless crop and mask would give it
+        again, so a build takes it instead of recognising the crop twice more."""
+        return dict(self.rows[i]["checks"])
+
     def info(self, i: int) -> dict:
         """Where crop ``i`` came from: its photo, the line's quad there, whether it was rectified."""
         r = self.rows[i]
