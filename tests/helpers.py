@@ -105,3 +105,17 @@ def run_evalkit(*args, env: dict | None = None, timeout: int = 600):
     return subprocess.run([sys.executable, "-c", "from pipelines.cli import main_evalkit; main_evalkit()", *args],
                           check=False, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def words_on_one_line(words=("OPEN", "NOW", "24")) -> tuple[np.ndarray, list[np.ndarray]]:
+    """An RGB 160×720 image with ``words`` drawn on one line (a space-wide gap, so OCR reads one
+    line) and each word's own ink box (4×2 float32 quad, TL TR BR BL) — word-level ground truth."""
+    img = np.full((160, 720, 3), 235, np.uint8)
+    font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 2.0, 5
+    boxes, x = [], 30
+    for word in words:
+        cv2.putText(img, word, (x, 100), font, scale, (15, 15, 15), thick, cv2.LINE_AA)
+        (w, h), _ = cv2.getTextSize(word, font, scale, thick)
+        boxes.append(np.array([[x, 100 - h - 4], [x + w, 100 - h - 4], [x + w, 106], [x, 106]], np.float32))
+        x += w + 28
+    return img, boxes

@@ -339,18 +339,11 @@ def test_readwords_cuts_lines_at_character_positions_and_leaves_readtext_alone(n
     """A rendered line "OPEN NOW 24": readwords gives the three words, each quad over its own ink
     (IoU >= 0.5 with the drawn word box); readtext before and after is the same one line (the
     packages keep call options, so the word-box call must not leak into later reads)."""
-    import cv2
+    from helpers import words_on_one_line
 
     from evalkit.metrics.ocr_match import polygon_iou
 
-    img = np.full((160, 720, 3), 235, np.uint8)
-    font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 2.0, 5
-    boxes, x = [], 30
-    for word in ("OPEN", "NOW", "24"):
-        cv2.putText(img, word, (x, 100), font, scale, (15, 15, 15), thick, cv2.LINE_AA)
-        (w, h), _ = cv2.getTextSize(word, font, scale, thick)
-        boxes.append(np.array([[x, 100 - h - 4], [x + w, 100 - h - 4], [x + w, 106], [x, 106]], np.float32))
-        x += w + 28
+    img, boxes = words_on_one_line()
     engine = create_ocr(name)
     before = engine.readtext(img)
     words = engine.readwords(img)

@@ -203,18 +203,11 @@ def test_evalkit_score_glyphsr_records_the_engine_choice(isolated_weights, tmp_p
 def test_readwords_splits_a_line_at_the_decoded_character_positions(engine):
     """One rendered line "OPEN NOW 24": readwords gives the three words, each quad over its own ink
     (IoU >= 0.5 with the word's drawn box), from the CTC steps of our decoder; readtext is one line."""
-    import cv2
+    from helpers import words_on_one_line
 
     from evalkit.metrics.ocr_match import polygon_iou
 
-    img = np.full((160, 720, 3), 235, np.uint8)
-    font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 2.0, 5
-    boxes, x = [], 30
-    for word in ("OPEN", "NOW", "24"):
-        cv2.putText(img, word, (x, 100), font, scale, (15, 15, 15), thick, cv2.LINE_AA)
-        (w, h), _ = cv2.getTextSize(word, font, scale, thick)
-        boxes.append(np.array([[x, 100 - h - 4], [x + w, 100 - h - 4], [x + w, 106], [x, 106]], np.float32))
-        x += w + 28
+    img, boxes = words_on_one_line()
     assert [ln.text for ln in engine.readtext(img)] == ["OPEN NOW 24"]
     words = engine.readwords(img)
     assert [w.text for w in words] == ["OPEN", "NOW", "24"]

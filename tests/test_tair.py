@@ -317,16 +317,10 @@ def test_words_spot_word_level_gt_where_lines_cannot(engine):
     """One rendered line "OPEN NOW 24" against word-level GT boxes (each word's own ink box): the
     engine's line covers all three and matches none; its words (PP-OCRv4's character positions)
     match each GT word, text included."""
-    import cv2
+    from helpers import words_on_one_line
 
-    img = np.full((160, 720, 3), 235, np.uint8)
-    font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 2.0, 5
-    gts, x = [], 30
-    for word in ("OPEN", "NOW", "24"):
-        cv2.putText(img, word, (x, 100), font, scale, (15, 15, 15), thick, cv2.LINE_AA)
-        (w, h), _ = cv2.getTextSize(word, font, scale, thick)
-        gts.append(gt(word, x, 100 - h - 4, x + w, 100 + 6))
-        x += w + 28  # one space-wide gap: the OCR reads a single line
+    img, boxes = words_on_one_line()
+    gts = [gt(word, *b[0], *b[2]) for word, b in zip(("OPEN", "NOW", "24"), boxes)]
     assert [ln.text for ln in engine.readtext(img)] == ["OPEN NOW 24"]
     words = EvalSample(key="w", sr=img, texts=gts)
     d, e = SpotDetF1(ocr=engine).update(words), SpotE2EF1(ocr=engine).update(words)
