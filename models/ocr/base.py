@@ -131,23 +131,22 @@ class OCREngine:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
+def cut_quad(quad: np.ndarray, f0: float, f1: float) -> np.ndarray:
+    """The part of a text line's quad (4×2, TL TR BR BL) between fractions ``f0`` < ``f1`` of its
+    length, cut along its top (TL→TR) and bottom (BL→BR) edges -> 4×2 float32, same order."""
+    q = np.asarray(quad, np.float32).reshape(4, 2)
+    top, bottom = q[1] - q[0], q[2] - q[3]
+    return np.stack([q[0] + f0 * top, q[0] + f1 * top, q[3] + f1 * bottom, q[3] + f0 * bottom]).astype(np.float32)
+
+
 def split_line_proportionally(line: OCRLine) -> list[OCRLine]:
-    """One line -> its whitespace-separated words, each quad cut from the line's quad along its top
-    (TL→TR) and bottom (BL→BR) edges at the fraction of characters before and after the word."""
+    """One line -> its whitespace-separated words, each quad cut from the line's quad
+    (:func:`cut_quad`) at the fraction of characters before and after the word."""
     words = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", line.text)]
     if len(words) <= 1:
         return [line]
-    q = np.asarray(line.polygon, np.float32).reshape(4, 2)
     n = len(line.text)
-
-    def at(f: float) -> tuple[np.ndarray, np.ndarray]:
-        return q[0] + f * (q[1] - q[0]), q[3] + f * (q[2] - q[3])
-
-    out = []
-    for a, b, text in words:
-        (tl, bl), (tr, br) = at(a / n), at(b / n)
-        out.append(OCRLine(np.stack([tl, tr, br, bl]).astype(np.float32), text, line.score))
-    return out
+    return [OCRLine(cut_quad(line.polygon, a / n, b / n), text, line.score) for a, b, text in words]
 
 
 OCR_ENGINES = Registry("OCR engine", {

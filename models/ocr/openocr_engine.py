@@ -375,11 +375,14 @@ class OpenOCREngine(OCREngine):
         return sort_boxes(boxes)
 
     # -- recognition --------------------------------------------------------------------------------
-    def _read(self, rgb: np.ndarray) -> tuple[str, float]:
+    def _probs(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(recogniser input 1×3×48×W, its T×C softmax output) of one RGB crop."""
         sess = self._rec()
         x = rec_input(np.ascontiguousarray(rgb[:, :, ::-1]))
-        probs = sess.run(None, {sess.get_inputs()[0].name: x})[0][0]
-        return ctc_greedy(probs, self.characters)
+        return x, sess.run(None, {sess.get_inputs()[0].name: x})[0][0]
+
+    def _read(self, rgb: np.ndarray) -> tuple[str, float]:
+        return ctc_greedy(self._probs(rgb)[1], self.characters)
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         if isinstance(crops, np.ndarray) and crops.ndim == 3:
@@ -392,43 +395,34 @@ class OpenOCREngine(OCREngine):
                   "decoded space's step (mapped from the recogniser input back to the crop); the first and "
                   "last words reach the quad's ends (lines read turned by 90 degrees: the proportional cut)")
 
-    def readwords(self, image: np.ndarray) -> list[OCRLine]:
-        """:meth:`readtext`'s lines split into words at their characters' CTC decoding positions."""
-        from models.ocr.base import split_line_proportionally
-
-        out = []
+    def _lines(self, image: np.ndarray):
+        """Each detected line read above ``text_score``: (quad 4×2 float32, crop, recogniser input
+        width, CTC output T×C, text, score)."""
         for quad in self.detect(image):
             crop = crop_quad(image, quad)
             if crop.shape[0] < 1 or crop.shape[1] < 1:
                 continue
-            sess = self._rec()
-            x = rec_input(np.ascontiguousarray(crop[:, :, ::-1]))
-            probs = sess.run(None, {sess.get_inputs()[0].name: x})[0][0]
+            x, probs = self._probs(crop)
             text, score = ctc_greedy(probs, self.characters)
-            if score < self.text_score:
-                continue
-            q = quad.astype(np.float32)
+            if score >= self.text_score:
+                yield quad.astype(np.float32), crop, x.shape[-1], probs, text, score
+
+    def readtext(self, image: np.ndarray) -> list[OCRLine]:
+        return [OCRLine(polygon=q, text=text, score=score) for q, _, _, _, text, score in self._lines(image)]
+
+    def readwords(self, image: np.ndarray) -> list[OCRLine]:
+        """:meth:`readtext`'s lines split into words at their characters' CTC decoding positions."""
+        from models.ocr.base import cut_quad, split_line_proportionally
+
+        out = []
+        for q, crop, width, probs, text, score in self._lines(image):
             qw = max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[2] - q[3]))
             qh = max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2]))
             upright = qh < 1.5 * qw  # crop_quad turns the others by 90 degrees
-            resized_w = min(x.shape[-1], math.ceil(REC_HEIGHT * crop.shape[1] / crop.shape[0]))
-            spans = ctc_spans(probs, self.characters, x.shape[-1], resized_w)
+            resized_w = min(width, math.ceil(REC_HEIGHT * crop.shape[1] / crop.shape[0]))
+            spans = ctc_spans(probs, self.characters, width, resized_w)
             if not upright or "".join(t for t, _, _ in spans) != "".join(text.split()):
                 out.extend(split_line_proportionally(OCRLine(q, text, score)))
-                continue
-            for word, f0, f1 in spans:
-                tl, tr = q[0] + f0 * (q[1] - q[0]), q[0] + f1 * (q[1] - q[0])
-                bl, br = q[3] + f0 * (q[2] - q[3]), q[3] + f1 * (q[2] - q[3])
-                out.append(OCRLine(np.stack([tl, tr, br, bl]).astype(np.float32), word, score))
+            else:
+                out.extend(OCRLine(cut_quad(q, f0, f1), word, score) for word, f0, f1 in spans)
         return out
-
-    def readtext(self, image: np.ndarray) -> list[OCRLine]:
-        lines = []
-        for quad in self.detect(image):
-            crop = crop_quad(image, quad)
-            if crop.shape[0] < 1 or crop.shape[1] < 1:
-                continue
-            text, score = self._read(crop)
-            if score >= self.text_score:
-                lines.append(OCRLine(polygon=quad.astype(np.float32), text=text, score=score))
-        return lines
