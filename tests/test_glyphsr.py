@@ -179,6 +179,11 @@ def test_trained_text_controlnet_round_trip(folders, model, tmp_path):
     model.save_text_controlnet(tmp_path / "ckpt")
     assert sorted(p.name for p in (tmp_path / "ckpt" / "text_controlnet").iterdir()) == [
         "config.json", "diffusion_pytorch_model.safetensors"]
+    from diffusers import ControlNetModel
+
+    plain = ControlNetModel.from_pretrained(tmp_path / "ckpt" / "text_controlnet")  # diffusers reads it as is
+    for k, v in model.text_controlnet.state_dict().items():
+        assert torch.equal(plain.state_dict()[k], v), k
     again = create_sr("glyph-sr-tiny", weights=str(tmp_path / "ckpt"), base=folders["base"],
                       sr_controlnet=folders["sr"], device="cpu", seed_nets=5)  # other random text CN if ignored
     for a, b in zip(model.text_controlnet.state_dict().values(), again.text_controlnet.state_dict().values()):

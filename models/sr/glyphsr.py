@@ -344,7 +344,7 @@ class GlyphSR(SRModel):
         dest = folder / TEXT_CN_DIR
         net = self.tsc.text
         dest.mkdir(parents=True, exist_ok=True)
-        (dest / "config.json").write_text(json.dumps(dict(net.config), indent=2, default=list))
+        net.save_config(dest)  # diffusers' own config.json (with _class_name), as save_pretrained writes it
         from safetensors.torch import save_file
 
         with atomic_path(dest / CN_FILES[1]) as tmp:
